@@ -1,0 +1,644 @@
+//! From the file's shape to the runtime config: defaults applied, cross-field
+//! rules checked, every problem reported with its key path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::duration::ConfigDuration;
+use super::model::*;
+use super::{Problem, decode, join_path, unknown_message};
+
+/// A fully checked configuration, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub backend: BackendKind,
+    /// Routes protected by every service together (`announcer.routes`).
+    pub routes: Vec<IpNet>,
+    pub services: Vec<ServiceConfig>,
+    /// Where `/metrics` is served; `None` when metrics are disabled.
+    pub metrics: Option<SocketAddr>,
+    pub router_id: Option<Ipv4Addr>,
+    pub local_address: Option<IpAddr>,
+    pub local_asn: Option<u32>,
+    pub peers: Vec<PeerConfig>,
+    pub exabgp: ExabgpConfig,
+    /// Things that load but deserve the operator's attention.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Every prefix any part of the config can announce, sorted, no repeats.
+    pub fn all_routes(&self) -> Vec<IpNet> {
+        let mut all: Vec<IpNet> = self
+            .routes
+            .iter()
+            .chain(self.services.iter().flat_map(|s| s.routes.iter()))
+            .copied()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// A one-line summary for `anycastd validate`.
+    pub fn summary(&self) -> String {
+        let checks: usize = self.services.iter().map(|s| s.checks.len()).sum();
+        format!(
+            "{}: ok: {} service(s), {} check(s), {} route(s), backend {}, metrics {}",
+            self.source.display(),
+            self.services.len(),
+            checks,
+            self.all_routes().len(),
+            self.backend.as_str(),
+            self.metrics
+                .map(|a| format!("on {a}"))
+                .unwrap_or_else(|| "off".into()),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// Time from the start of one round of checks to the start of the next.
+    pub check_interval: Duration,
+    pub strategy: Strategy,
+    pub checks: Vec<CheckConfig>,
+    /// Routes this service alone protects (our extension).
+    pub routes: Vec<IpNet>,
+    /// Consecutive passing rounds before Down turns Up.
+    pub rise: u32,
+    /// Consecutive failing rounds before Up turns Down.
+    pub fall: u32,
+}
+
+/// How a service's check results combine into one verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    /// Every check must pass (the default).
+    AtLeastOne,
+    /// One passing check is enough.
+    All,
+    /// Each group needs at least one passing check.
+    AllInGroup,
+    /// Down when the failed fraction exceeds `n` (0.5 = 50%).
+    AtLeastNPercentage(f64),
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::AtLeastOne => "at_least_one",
+            Strategy::All => "all",
+            Strategy::AllInGroup => "all_in_group",
+            Strategy::AtLeastNPercentage(_) => "at_least_n_percentage",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckConfig {
+    /// Metric label: the check's `name`, else its kind (suffixed when repeated).
+    pub name: String,
+    pub group: String,
+    pub spec: CheckSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckSpec {
+    AssignedAddress(AssignedAddressSpec),
+    DnsLookup(DnsLookupSpec),
+    Http2xx(Http2xxSpec),
+    IcmpPing(IcmpPingSpec),
+    TftpRrq(TftpRrqSpec),
+    Ntpq(NtpqSpec),
+    TlsCertificate(TlsCertificateSpec),
+}
+
+impl CheckSpec {
+    pub fn kind(&self) -> CheckKind {
+        match self {
+            CheckSpec::AssignedAddress(_) => CheckKind::AssignedAddress,
+            CheckSpec::DnsLookup(_) => CheckKind::DnsLookup,
+            CheckSpec::Http2xx(_) => CheckKind::Http2xx,
+            CheckSpec::IcmpPing(_) => CheckKind::IcmpPing,
+            CheckSpec::TftpRrq(_) => CheckKind::TftpRrq,
+            CheckSpec::Ntpq(_) => CheckKind::Ntpq,
+            CheckSpec::TlsCertificate(_) => CheckKind::TlsCertificate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub name: String,
+    pub remote_address: IpAddr,
+    pub remote_asn: u32,
+    pub enable_multihop: bool,
+    pub multihop_ttl: Option<u8>,
+}
+
+/// A next hop as ExaBGP's API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// ExaBGP's `self`: the session's local address.
+    SelfAddress,
+    Address(IpAddr),
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NextHop::SelfAddress => f.write_str("self"),
+            NextHop::Address(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExabgpConfig {
+    pub next_hop: NextHop,
+    pub next_hop6: NextHop,
+    pub shutdown_timeout: Duration,
+}
+
+/// Collects problems so the operator sees all of them at once.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn resolve(
+    raw: RawConfig,
+    file: &Path,
+    backend_override: Option<BackendKind>,
+) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems::default();
+    let mut warnings = Vec::new();
+    let announcer = raw.announcer;
+    let backend = backend_override
+        .or(announcer.backend)
+        .unwrap_or_default();
+
+    let routes = normalize_routes(&announcer.routes, "announcer.routes", &mut warnings);
+
+    let mut services = Vec::new();
+    if raw.services.is_empty() {
+        problems.add("services", "at least one service is required");
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (index, service) in raw.services.into_iter().enumerate() {
+        let path = format!("services[{index}]");
+        if let Some(first) = names.insert(service.name.clone(), index) {
+            problems.add(
+                format!("{path}.name"),
+                format!(
+                    "service name `{}` is already used by services[{first}]; names label metrics and must be unique",
+                    service.name
+                ),
+            );
+        }
+        if let Some(resolved) = resolve_service(service, &path, &mut problems, &mut warnings) {
+            services.push(resolved);
+        }
+    }
+
+    if routes.is_empty() && services.iter().all(|s| s.routes.is_empty()) {
+        problems.add(
+            "announcer.routes",
+            "no routes to announce: list prefixes in announcer.routes or in a service's routes",
+        );
+    }
+
+    let mut peers = Vec::new();
+    for (index, peer) in announcer.peers.into_iter().enumerate() {
+        let path = format!("announcer.peers[{index}]");
+        let multihop_ttl = match (peer.multihop_ttl, peer.multihope_ttl) {
+            (Some(_), Some(_)) => {
+                problems.add(
+                    format!("{path}.multihope_ttl"),
+                    "both `multihop_ttl` and its misspelling `multihope_ttl` are set; keep `multihop_ttl`",
+                );
+                None
+            }
+            (Some(ttl), None) => Some(ttl),
+            (None, Some(ttl)) => {
+                warnings.push(format!(
+                    "{path}.multihope_ttl: read as `multihop_ttl` (the original README's spelling); please rename it"
+                ));
+                Some(ttl)
+            }
+            (None, None) => None,
+        };
+        if peer.name.is_empty() {
+            problems.add(format!("{path}.name"), "must not be empty");
+        }
+        if peer.remote_asn == 0 {
+            problems.add(format!("{path}.remote_asn"), "must be a non-zero AS number");
+        }
+        if multihop_ttl == Some(0) {
+            problems.add(
+                format!("{path}.multihop_ttl"),
+                "must be between 1 and 255 (leave it out for the default)",
+            );
+        }
+        peers.push(PeerConfig {
+            name: peer.name,
+            remote_address: peer.remote_address,
+            remote_asn: peer.remote_asn,
+            enable_multihop: peer.enable_multihop,
+            multihop_ttl,
+        });
+    }
+
+    if announcer.local_asn == Some(0) {
+        problems.add("announcer.local_asn", "must be a non-zero AS number");
+    }
+    if backend == BackendKind::Native {
+        let why = "required by the native backend (set announcer.backend or --backend to use another)";
+        if announcer.router_id.is_none() {
+            problems.add("announcer.router_id", why);
+        }
+        if announcer.local_asn.is_none() {
+            problems.add("announcer.local_asn", why);
+        }
+        if announcer.local_address.is_none() {
+            problems.add("announcer.local_address", why);
+        }
+        if peers.is_empty() {
+            problems.add("announcer.peers", "at least one peer is required by the native backend");
+        }
+    }
+
+    let exabgp = resolve_exabgp(announcer.exabgp.unwrap_or_default(), &mut problems);
+
+    let metrics = match raw.metrics {
+        None => None,
+        Some(RawMetrics { enabled: false, .. }) => None,
+        Some(RawMetrics {
+            enabled: true,
+            address: None,
+        }) => {
+            problems.add("metrics.address", "required when metrics.enabled is true");
+            None
+        }
+        Some(RawMetrics {
+            enabled: true,
+            address: Some(address),
+        }) => match address.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problems.add(
+                    "metrics.address",
+                    format!("expected a listen address such as \"127.0.0.1:9090\" or \"[::1]:9090\", found \"{address}\""),
+                );
+                None
+            }
+        },
+    };
+
+    if !problems.0.is_empty() {
+        return Err(problems.0);
+    }
+    Ok(Config {
+        source: file.to_path_buf(),
+        backend,
+        routes,
+        services,
+        metrics,
+        router_id: announcer.router_id,
+        local_address: announcer.local_address,
+        local_asn: announcer.local_asn,
+        peers,
+        exabgp,
+        warnings,
+    })
+}
+
+/// Masks host bits (`10.0.0.1/24` → `10.0.0.0/24`) with a warning, and drops repeats.
+fn normalize_routes(routes: &[IpNet], path: &str, warnings: &mut Vec<String>) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
+        let network = route.trunc();
+        if network != *route {
+            warnings.push(format!(
+                "{path}[{index}]: {route} has host bits set; announcing {network}"
+            ));
+        }
+        if !out.contains(&network) {
+            out.push(network);
+        }
+    }
+    out
+}
+
+fn resolve_service(
+    service: RawService,
+    path: &str,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<ServiceConfig> {
+    let before = problems.0.len();
+    if service.name.is_empty() {
+        problems.add(format!("{path}.name"), "must not be empty");
+    }
+    if service.check_interval.get().is_zero() {
+        problems.add(format!("{path}.check_interval"), "must be longer than zero");
+    }
+    let strategy = resolve_strategy(
+        service.strategy.as_deref(),
+        service.strategy_options,
+        path,
+        problems,
+    );
+    if service.checks.is_empty() {
+        problems.add(format!("{path}.checks"), "at least one check is required");
+    }
+    for (key, value) in [("rise", service.rise), ("fall", service.fall)] {
+        if value == Some(0) {
+            problems.add(format!("{path}.{key}"), "must be at least 1");
+        }
+    }
+
+    let mut checks = Vec::new();
+    let mut kind_seen: HashMap<CheckKind, usize> = HashMap::new();
+    let mut explicit_names: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, check) in service.checks.into_iter().enumerate() {
+        let check_path = format!("{path}.checks[{index}]");
+        let name = match &check.name {
+            Some(name) => {
+                if let Some(first) = explicit_names.insert(name.clone(), index) {
+                    problems.add(
+                        format!("{check_path}.name"),
+                        format!("check name `{name}` is already used by checks[{first}]"),
+                    );
+                }
+                name.clone()
+            }
+            None => {
+                let seen = kind_seen.entry(check.kind).or_insert(0);
+                *seen += 1;
+                if *seen == 1 {
+                    check.kind.as_str().to_string()
+                } else {
+                    let label = format!("{}_{}", check.kind.as_str(), seen);
+                    warnings.push(format!(
+                        "{check_path}: a second `{}` check without a `name`; its metric label is `{label}`",
+                        check.kind.as_str()
+                    ));
+                    label
+                }
+            }
+        };
+        match resolve_spec(check.kind, check.spec, &format!("{check_path}.spec")) {
+            Ok(spec) => {
+                validate_spec(&spec, &format!("{check_path}.spec"), problems);
+                checks.push(CheckConfig {
+                    name,
+                    group: check.group.unwrap_or_default(),
+                    spec,
+                });
+            }
+            Err(problem) => problems.0.push(problem),
+        }
+    }
+    let routes = normalize_routes(&service.routes, &format!("{path}.routes"), warnings);
+    if problems.0.len() != before {
+        return None;
+    }
+    Some(ServiceConfig {
+        name: service.name,
+        check_interval: service.check_interval.get(),
+        strategy: strategy?,
+        checks,
+        routes,
+        rise: service.rise.unwrap_or(1),
+        fall: service.fall.unwrap_or(1),
+    })
+}
+
+const STRATEGIES: [&str; 4] = ["at_least_one", "all", "all_in_group", "at_least_n_percentage"];
+
+fn resolve_strategy(
+    name: Option<&str>,
+    options: Option<serde_json::Value>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Strategy> {
+    let strategy = match name.unwrap_or("") {
+        "" | "at_least_one" => Strategy::AtLeastOne,
+        "all" => Strategy::All,
+        "all_in_group" => Strategy::AllInGroup,
+        "at_least_n_percentage" => {
+            let options_path = format!("{path}.strategy_options");
+            let n = options
+                .as_ref()
+                .and_then(|o| o.as_object())
+                .and_then(|o| o.get("n"))
+                .and_then(|n| n.as_f64());
+            match n {
+                Some(n) if (0.0..=1.0).contains(&n) => Strategy::AtLeastNPercentage(n),
+                Some(n) => {
+                    problems.add(
+                        format!("{options_path}.n"),
+                        format!("expected a fraction between 0 and 1 (0.5 = 50%), found {n}"),
+                    );
+                    return None;
+                }
+                None => {
+                    problems.add(
+                        format!("{options_path}.n"),
+                        "at_least_n_percentage needs `strategy_options: {n: <fraction>}`, e.g. {n: 0.5}",
+                    );
+                    return None;
+                }
+            }
+        }
+        other => {
+            problems.add(
+                format!("{path}.strategy"),
+                unknown_message("strategy", other, &STRATEGIES),
+            );
+            return None;
+        }
+    };
+    Some(strategy)
+}
+
+fn resolve_spec(kind: CheckKind, spec: serde_json::Value, path: &str) -> Result<CheckSpec, Problem> {
+    Ok(match kind {
+        CheckKind::AssignedAddress => CheckSpec::AssignedAddress(decode(spec, path)?),
+        CheckKind::DnsLookup => CheckSpec::DnsLookup(decode(spec, path)?),
+        CheckKind::Http2xx => CheckSpec::Http2xx(decode(spec, path)?),
+        CheckKind::IcmpPing => CheckSpec::IcmpPing(decode(spec, path)?),
+        CheckKind::TftpRrq => CheckSpec::TftpRrq(decode(spec, path)?),
+        CheckKind::Ntpq => CheckSpec::Ntpq(decode(spec, path)?),
+        CheckKind::TlsCertificate => CheckSpec::TlsCertificate(decode(spec, path)?),
+    })
+}
+
+/// Rules on a kind's values that serde's types cannot say.
+fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
+    let at = |key: &str| join_path(path, key);
+    let attempts = |problems: &mut Problems, tries: u8, interval: &ConfigDuration, timeout: &ConfigDuration| {
+        if tries == 0 {
+            problems.add(at("tries"), "must be at least 1");
+        }
+        if interval.get().is_zero() {
+            problems.add(at("interval"), "must be longer than zero");
+        }
+        if timeout.get().is_zero() {
+            problems.add(at("timeout"), "must be longer than zero");
+        }
+    };
+    match spec {
+        CheckSpec::AssignedAddress(s) => {
+            if s.ipv4.is_none() && s.ipv6.is_none() {
+                problems.add(path, "needs `ipv4` or `ipv6`: the address that must be assigned");
+            }
+            if s.interface.as_deref() == Some("") {
+                problems.add(at("interface"), "must not be empty (leave it out for any interface)");
+            }
+        }
+        CheckSpec::DnsLookup(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if s.query.parse::<IpAddr>().is_ok() || !is_dns_name(&s.query) {
+                problems.add(at("query"), format!("expected a DNS name, found \"{}\"", s.query));
+            }
+            if split_host_port(&s.resolver).is_none() {
+                problems.add(
+                    at("resolver"),
+                    format!("expected host:port such as \"127.0.0.1:53\", found \"{}\"", s.resolver),
+                );
+            }
+        }
+        CheckSpec::Http2xx(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                problems.add(
+                    at("url"),
+                    format!("expected an http:// or https:// URL, found \"{}\"", s.url),
+                );
+            }
+            if s.method.is_empty() || !s.method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                problems.add(at("method"), format!("expected an HTTP method such as GET, found \"{}\"", s.method));
+            }
+        }
+        CheckSpec::IcmpPing(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if s.target.host.is_empty() {
+                problems.add(at("static.host"), "must not be empty");
+            }
+        }
+        CheckSpec::TftpRrq(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if !s.url.starts_with("tftp://") {
+                problems.add(at("url"), format!("expected a tftp://host[:port]/path URL, found \"{}\"", s.url));
+            }
+            if let Some(sum) = &s.expected_sha256
+                && (sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                problems.add(at("expected_sha256"), "expected 64 hexadecimal characters");
+            }
+        }
+        CheckSpec::Ntpq(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if s.offset_threshold.get().is_zero() {
+                problems.add(at("offset_threshold"), "must be longer than zero");
+            }
+            if s.server.is_empty() {
+                problems.add(at("server"), "must not be empty");
+            }
+        }
+        CheckSpec::TlsCertificate(s) => {
+            if s.local.is_none() && s.remote.is_none() {
+                problems.add(path, "needs `local.path` or `remote.host`");
+            }
+            if let Some(remote) = &s.remote
+                && split_host_port(&remote.host).is_none()
+            {
+                problems.add(
+                    at("remote.host"),
+                    format!("expected host:port such as \"example.org:443\", found \"{}\"", remote.host),
+                );
+            }
+            for (index, name) in s.dns_names.iter().enumerate() {
+                let bare = name.strip_prefix("*.").unwrap_or(name);
+                if !is_dns_name(bare) {
+                    problems.add(at(&format!("dns_names[{index}]")), format!("expected a DNS name, found \"{name}\""));
+                }
+            }
+            if s.timeout.is_some_and(|t| t.get().is_zero()) {
+                problems.add(at("timeout"), "must be longer than zero");
+            }
+        }
+    }
+}
+
+/// Splits `host:port` or `[v6]:port`; the port is required.
+pub(crate) fn split_host_port(text: &str) -> Option<(String, u16)> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    if host.is_empty() || host.contains(':') || !is_dns_name(host) {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn resolve_exabgp(raw: RawExabgp, problems: &mut Problems) -> ExabgpConfig {
+    let mut next_hop = |key: &str, value: Option<String>, want_v4: bool| -> NextHop {
+        let Some(value) = value else {
+            return NextHop::SelfAddress;
+        };
+        if value == "self" {
+            return NextHop::SelfAddress;
+        }
+        match value.parse::<IpAddr>() {
+            Ok(ip) if ip.is_ipv4() == want_v4 => NextHop::Address(ip),
+            _ => {
+                let family = if want_v4 { "IPv4" } else { "IPv6" };
+                problems.add(
+                    format!("announcer.exabgp.{key}"),
+                    format!("expected `self` or an {family} address, found \"{value}\""),
+                );
+                NextHop::SelfAddress
+            }
+        }
+    };
+    ExabgpConfig {
+        next_hop: next_hop("next_hop", raw.next_hop, true),
+        next_hop6: next_hop("next_hop6", raw.next_hop6, false),
+        shutdown_timeout: raw
+            .shutdown_timeout
+            .map(ConfigDuration::get)
+            .unwrap_or(Duration::from_secs(2)),
+    }
+}

@@ -1,0 +1,277 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const SEED: &str = include_str!("../../examples/original-readme.yaml");
+
+fn yaml(text: &str) -> Result<Config, ConfigError> {
+    load_str(text, Format::Yaml, Path::new("test.yaml"), None)
+}
+
+fn yaml_with(text: &str, backend: BackendKind) -> Result<Config, ConfigError> {
+    load_str(text, Format::Yaml, Path::new("test.yaml"), Some(backend))
+}
+
+/// The first problem's path and message.
+fn problem(text: &str) -> (String, String) {
+    let err = yaml(text).expect_err("config should be rejected");
+    let p = err.problems().first().unwrap_or_else(|| panic!("no problem in {err}"));
+    (p.path.clone(), p.message.clone())
+}
+
+const BASE: &str = r#"
+announcer:
+  backend: exabgp
+  routes: [192.0.2.1/32]
+services:
+  - name: web
+    check_interval: 1s
+    checks:
+      - kind: http_2xx
+        spec: {url: "http://127.0.0.1:8080/", method: GET, tries: 1, interval: 100ms, timeout: 1s}
+metrics: {enabled: false}
+"#;
+
+#[test]
+fn seed_example_loads_as_meant() {
+    let config = yaml(SEED).expect("seed example loads");
+    assert_eq!(config.backend, BackendKind::Native);
+    assert_eq!(config.routes, vec!["10.0.0.128/32".parse().unwrap()]);
+    assert_eq!(config.peers.len(), 2);
+    // The misspelled key means what its author meant, with a warning.
+    assert_eq!(config.peers[1].multihop_ttl, Some(3));
+    assert!(config.peers[1].enable_multihop);
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("announcer.peers[1].multihope_ttl"))
+    );
+    let service = &config.services[0];
+    assert_eq!(service.check_interval, Duration::from_secs(10));
+    assert_eq!(service.strategy, Strategy::AtLeastOne);
+    let kinds: Vec<_> = service.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "dns_lookup",
+            "http_2xx",
+            "tls_certificate",
+            "assigned_address",
+            "icmp_ping",
+            "tftp_rrq",
+            "ntpq"
+        ]
+    );
+    match &service.checks[1].spec {
+        CheckSpec::Http2xx(http) => {
+            assert_eq!(http.headers.get("Host").map(String::as_str), Some("example.com"));
+            assert_eq!(http.payload.as_deref(), Some("ping"));
+            assert_eq!(http.timeout.get(), Duration::from_secs(2));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(config.metrics, Some("127.0.0.1:9090".parse().unwrap()));
+}
+
+#[test]
+fn json_loads_like_yaml() {
+    let json = r#"{"announcer":{"backend":"exabgp","routes":["192.0.2.1/32"]},
+      "services":[{"name":"web","check_interval":"1s","checks":[{"kind":"assigned_address","spec":{"ipv4":"127.0.0.1"}}]}],
+      "metrics":{"enabled":true,"address":"127.0.0.1:9100"}}"#;
+    let config = load_str(json, Format::Json, Path::new("c.json"), None).unwrap();
+    assert_eq!(config.services[0].checks[0].name, "assigned_address");
+    assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+}
+
+#[test]
+fn extension_decides_the_format() {
+    assert_eq!(Format::from_path(Path::new("a.YML")).unwrap(), Format::Yaml);
+    assert_eq!(Format::from_path(Path::new("a.Json")).unwrap(), Format::Json);
+    let err = Format::from_path(Path::new("/etc/a.toml")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/etc/a.toml: unexpected file format `.toml`: use .yaml, .yml or .json"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_path() {
+    let text = BASE.replace("tries: 1", "tries: many");
+    let (path, message) = problem(&text);
+    assert_eq!(path, "services[0].checks[0].spec.tries");
+    assert!(message.contains("expected u8"), "{message}");
+}
+
+#[test]
+fn missing_field_names_the_path() {
+    let text = BASE.replace("method: GET, ", "");
+    assert_eq!(
+        problem(&text),
+        (
+            "services[0].checks[0].spec.method".into(),
+            "required key is missing".into()
+        )
+    );
+    let text = BASE.replace("    check_interval: 1s\n", "");
+    assert_eq!(problem(&text).0, "services[0].check_interval");
+}
+
+#[test]
+fn unknown_key_is_an_error_with_a_hint() {
+    let text = BASE.replace("check_interval", "chek_interval");
+    let (path, message) = problem(&text);
+    assert_eq!(path, "services[0].chek_interval");
+    assert!(
+        message.starts_with("unknown key `chek_interval`, did you mean `check_interval`?"),
+        "{message}"
+    );
+    let text = BASE.replace("timeout: 1s", "timeout: 1s, timeuot: 2s");
+    let (path, message) = problem(&text);
+    assert_eq!(path, "services[0].checks[0].spec.timeuot");
+    assert!(message.contains("did you mean `timeout`?"), "{message}");
+}
+
+#[test]
+fn unknown_kind_and_strategy_suggest_the_nearest() {
+    let text = BASE.replace("kind: http_2xx", "kind: http_200");
+    let (path, message) = problem(&text);
+    assert_eq!(path, "services[0].checks[0].kind");
+    assert!(message.contains("did you mean `http_2xx`?"), "{message}");
+    let text = BASE.replace("check_interval: 1s", "check_interval: 1s\n    strategy: al");
+    let (path, message) = problem(&text);
+    assert_eq!(path, "services[0].strategy");
+    assert!(message.contains("did you mean `all`?"), "{message}");
+}
+
+#[test]
+fn bare_number_duration_asks_for_a_unit() {
+    let text = BASE.replace("check_interval: 1s", "check_interval: 10");
+    let (path, message) = problem(&text);
+    assert_eq!(path, "services[0].check_interval");
+    assert_eq!(
+        message,
+        "expected a duration with a unit, such as \"10s\" or \"10ms\", found the bare number 10 \
+         (the Go anycastd read bare numbers as nanoseconds)"
+    );
+}
+
+#[test]
+fn error_text_names_file_path_and_expectation() {
+    let text = BASE.replace("timeout: 1s", "timeout: soon");
+    let err = yaml(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.yaml: services[0].checks[0].spec.timeout: invalid duration \"soon\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn metrics_can_be_disabled() {
+    assert_eq!(yaml(BASE).unwrap().metrics, None);
+    let text = BASE.replace("{enabled: false}", "{enabled: true}");
+    assert_eq!(problem(&text).0, "metrics.address");
+}
+
+#[test]
+fn multihope_alias_and_conflict() {
+    let peers = "\n  peers: [{name: r, remote_address: 10.0.0.1, remote_asn: 1, multihop_ttl: 2, multihope_ttl: 3}]\n  router_id: 10.0.0.2\n  local_asn: 2\n  local_address: 10.0.0.2";
+    let text = BASE.replace("  backend: exabgp", peers);
+    assert_eq!(problem(&text).0, "announcer.peers[0].multihope_ttl");
+}
+
+#[test]
+fn native_backend_requires_bgp_settings() {
+    let err = yaml_with(BASE, BackendKind::Native).unwrap_err();
+    let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "announcer.router_id",
+            "announcer.local_asn",
+            "announcer.local_address",
+            "announcer.peers"
+        ]
+    );
+    // The same file is fine for the exabgp backend.
+    assert!(yaml_with(BASE, BackendKind::Exabgp).is_ok());
+}
+
+#[test]
+fn ipv6_works_everywhere() {
+    let text = BASE
+        .replace("[192.0.2.1/32]", "[192.0.2.1/32, \"2001:db8::1/128\"]")
+        .replace(
+            "kind: http_2xx\n        spec: {url: \"http://127.0.0.1:8080/\", method: GET, tries: 1, interval: 100ms, timeout: 1s}",
+            "kind: assigned_address\n        spec: {ipv6: \"::1\"}",
+        );
+    let config = yaml(&text).unwrap();
+    assert_eq!(config.routes.len(), 2);
+    assert!(matches!(&config.services[0].checks[0].spec, CheckSpec::AssignedAddress(a) if a.ipv6.is_some()));
+}
+
+#[test]
+fn per_service_routes_rise_fall_and_check_names() {
+    let text = BASE.replace(
+        "check_interval: 1s",
+        "check_interval: 1s\n    routes: [198.51.100.0/24]\n    rise: 3\n    fall: 2",
+    );
+    let config = yaml(&text).unwrap();
+    let s = &config.services[0];
+    assert_eq!((s.rise, s.fall), (3, 2));
+    assert_eq!(s.routes, vec!["198.51.100.0/24".parse().unwrap()]);
+    assert_eq!(config.all_routes().len(), 2);
+}
+
+#[test]
+fn zero_tries_and_durations_are_rejected() {
+    let text = BASE.replace("tries: 1", "tries: 0");
+    assert_eq!(
+        problem(&text),
+        ("services[0].checks[0].spec.tries".into(), "must be at least 1".into())
+    );
+    let text = BASE.replace("check_interval: 1s", "check_interval: 0s");
+    assert_eq!(problem(&text).0, "services[0].check_interval");
+}
+
+#[test]
+fn strategy_options_are_checked() {
+    let text = BASE.replace("check_interval: 1s", "check_interval: 1s\n    strategy: at_least_n_percentage");
+    assert_eq!(problem(&text).0, "services[0].strategy_options.n");
+    let text = BASE.replace(
+        "check_interval: 1s",
+        "check_interval: 1s\n    strategy: at_least_n_percentage\n    strategy_options: {n: 0.5}",
+    );
+    assert_eq!(yaml(&text).unwrap().services[0].strategy, Strategy::AtLeastNPercentage(0.5));
+}
+
+#[test]
+fn repeated_kinds_get_distinct_labels() {
+    let check = "      - kind: http_2xx\n        spec: {url: \"http://127.0.0.1:8080/\", method: GET, tries: 1, interval: 100ms, timeout: 1s}\n";
+    let text = BASE.replace("metrics:", &format!("{check}metrics:"));
+    let config = yaml(&text).unwrap();
+    let names: Vec<_> = config.services[0].checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["http_2xx", "http_2xx_2"]);
+}
+
+#[test]
+fn duplicate_service_names_are_rejected() {
+    let service = "  - name: web\n    check_interval: 1s\n    checks:\n      - kind: assigned_address\n        spec: {ipv4: 127.0.0.1}\n";
+    let text = BASE.replace("metrics:", &format!("{service}metrics:"));
+    assert_eq!(problem(&text).0, "services[1].name");
+}
+
+#[test]
+fn host_bits_are_masked_with_a_warning() {
+    let text = BASE.replace("[192.0.2.1/32]", "[192.0.2.1/24]");
+    let config = yaml(&text).unwrap();
+    assert_eq!(config.routes, vec!["192.0.2.0/24".parse().unwrap()]);
+    assert_eq!(config.warnings.len(), 1);
+}
+
+#[test]
+fn no_routes_at_all_is_an_error() {
+    let text = BASE.replace("  routes: [192.0.2.1/32]\n", "");
+    assert_eq!(problem(&text).0, "announcer.routes");
+}
