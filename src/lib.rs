@@ -6,3 +6,16 @@
 //! [`checks`] know nothing of routes; backends know nothing of checks.
 
 pub mod config;
+pub mod backend;
+pub mod checks;
+pub mod engine;
+pub mod metrics;
+
+/// Selects ring as rustls's crypto provider, once per process. Every TLS
+/// user (HTTP checks, TLS checks) calls this before building a client.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

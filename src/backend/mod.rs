@@ -1,0 +1,100 @@
+//! Backends: take the whole desired route set and make the outside world match
+//! it. They are level-triggered — after a restart, reconnect or reload they
+//! simply reconcile again — and never decide health.
+//!
+//! Each backend keeps its decisions (what to add, what to remove, what a reply
+//! means) in a pure part and its I/O in a thin async loop.
+
+pub mod exabgp;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BackendKind, Config};
+use crate::engine::DesiredRoutes;
+
+/// Why a backend stopped running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    #[error(transparent)]
+    Exabgp(#[from] exabgp::ExabgpError),
+    /// The backend is part of the config schema but not of this build yet.
+    #[error("the {0} backend is not implemented yet; use --backend exabgp")]
+    NotImplemented(&'static str),
+}
+
+/// A running backend's future; resolves when it has withdrawn everything
+/// after `shutdown`, or when it cannot go on.
+pub type BackendFuture = Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send>>;
+
+/// The seam between the engine and the routing world.
+pub trait Backend: Send {
+    /// Short name used in logs and metric labels.
+    fn name(&self) -> &'static str;
+
+    /// Reconciles every value `desired` takes until `shutdown` is cancelled,
+    /// then withdraws everything it announced and returns.
+    fn run(
+        self: Box<Self>,
+        desired: watch::Receiver<DesiredRoutes>,
+        shutdown: CancellationToken,
+    ) -> BackendFuture;
+}
+
+/// Builds the backend the config selects.
+pub fn build(config: &Config) -> Result<Box<dyn Backend>, BackendError> {
+    match config.backend {
+        BackendKind::Exabgp => Ok(Box::new(exabgp::ExabgpBackend::stdio(config))),
+        BackendKind::Bird => Err(BackendError::NotImplemented("bird")),
+        BackendKind::Native => Err(BackendError::NotImplemented("native")),
+    }
+}
+
+/// Capped exponential backoff for retries after a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            failures: 0,
+        }
+    }
+
+    /// Records a failure and returns how long to wait before retrying.
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 1u32 << self.failures.min(16);
+        self.failures = self.failures.saturating_add(1);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// Records a success.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let delays: Vec<u64> = (0..5).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
+    }
+}

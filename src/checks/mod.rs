@@ -1,0 +1,105 @@
+//! Health checks: one module per kind, each a single *attempt* that passes or
+//! fails with a one-line reason.
+//!
+//! Checks know nothing of routes, services or time policy: the engine decides
+//! how many attempts to make, how long each may take and how long to wait
+//! between them (see [`AttemptPolicy`]). A check never panics; a hung attempt
+//! is simply dropped by the engine when its timeout passes.
+
+mod assigned_address;
+mod http;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::config::{CheckConfig, CheckSpec};
+
+pub use assigned_address::AssignedAddress;
+pub use http::Http2xx;
+
+/// The outcome of one attempt: `Err` carries why it failed, in one line.
+pub type AttemptResult = Result<(), String>;
+
+/// A boxed attempt future; checks are stored as trait objects.
+pub type AttemptFuture<'a> = Pin<Box<dyn Future<Output = AttemptResult> + Send + 'a>>;
+
+/// One health check, ready to run.
+pub trait Check: Send + Sync {
+    /// Makes one attempt. Cancel-safe: the engine drops it on timeout.
+    fn attempt(&self) -> AttemptFuture<'_>;
+}
+
+/// How the engine runs a check's attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptPolicy {
+    /// Attempts at most; the first pass ends the round.
+    pub tries: u8,
+    /// Pause between a failed attempt and the next (not after the last).
+    pub interval: Duration,
+    /// Limit for each attempt.
+    pub timeout: Duration,
+}
+
+/// Checks with no timeout of their own still get one, so none can hang.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl AttemptPolicy {
+    pub fn for_spec(spec: &CheckSpec) -> AttemptPolicy {
+        let policy = |tries: u8, interval: Duration, timeout: Duration| AttemptPolicy {
+            tries,
+            interval,
+            timeout,
+        };
+        match spec {
+            CheckSpec::AssignedAddress(_) => policy(1, Duration::ZERO, DEFAULT_TIMEOUT),
+            CheckSpec::DnsLookup(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
+            CheckSpec::Http2xx(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
+            // `tries` is the number of echo requests in one run, not retries.
+            CheckSpec::IcmpPing(s) => policy(1, Duration::ZERO, s.timeout.get()),
+            CheckSpec::TftpRrq(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
+            CheckSpec::Ntpq(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
+            CheckSpec::TlsCertificate(s) => policy(
+                1,
+                Duration::ZERO,
+                s.timeout.map(|t| t.get()).unwrap_or(DEFAULT_TIMEOUT),
+            ),
+        }
+    }
+}
+
+/// Why a configured check cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The kind is part of the config schema but this build cannot run it.
+    #[error("check kind `{0}` is not implemented yet")]
+    NotImplemented(&'static str),
+    /// The spec has a value that only shows as wrong when the check is built.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Builds the runnable check for one configured check.
+pub fn build(check: &CheckConfig) -> Result<Box<dyn Check>, BuildError> {
+    Ok(match &check.spec {
+        CheckSpec::AssignedAddress(spec) => Box::new(AssignedAddress::new(spec)),
+        CheckSpec::Http2xx(spec) => Box::new(Http2xx::new(spec)?),
+        other => return Err(BuildError::NotImplemented(other.kind().as_str())),
+    })
+}
+
+/// Joins an error's source chain into one line ("a: b: c"), skipping
+/// repeats, so a reason says what actually went wrong.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}

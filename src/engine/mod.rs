@@ -1,0 +1,211 @@
+//! The engine owns time and health: one task per service runs its checks
+//! every `check_interval` (start to start), and one core loop owns every
+//! service's state, turns verdicts into the desired route set and publishes
+//! it on a watch channel for the backend.
+//!
+//! ```text
+//!  service task ─┐ RoundReport
+//!  service task ─┼──────────────► core loop (RouteBook) ──watch──► backend
+//!  service task ─┘                    ▲
+//!                         Reload ─────┘ (SIGHUP, from main)
+//! ```
+//!
+//! Each service task is owned by its entry in the core loop: dropping the
+//! entry (service removed or changed on reload, or shutdown) aborts it.
+
+pub mod health;
+pub mod routes;
+pub mod runner;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+pub use health::ServiceState;
+pub use routes::{DesiredRoutes, RouteBook, Transition};
+pub use runner::{CheckOutcome, PrepareError, PreparedService, RoundOutcome, prepare, run_round};
+
+use crate::config::{Config, ServiceConfig};
+use crate::metrics;
+
+/// A request to the running engine.
+pub enum EngineCommand {
+    /// Apply a new, already loaded and prepared config.
+    Reload(Config, Vec<PreparedService>),
+}
+
+/// A finished round from a service task.
+struct RoundReport {
+    service: String,
+    /// Which incarnation of the service task sent it (reloads restart tasks).
+    epoch: u64,
+    outcome: RoundOutcome,
+}
+
+/// Aborts the task when dropped, so a task never outlives its owner.
+struct OwnedTask(JoinHandle<()>);
+
+impl Drop for OwnedTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct ServiceEntry {
+    config: Arc<ServiceConfig>,
+    epoch: u64,
+    _task: OwnedTask,
+}
+
+/// Runs the engine until `shutdown` is cancelled. The desired route set is
+/// published on `desired`.
+pub async fn run(
+    config: Config,
+    services: Vec<PreparedService>,
+    desired: watch::Sender<DesiredRoutes>,
+    mut commands: mpsc::Receiver<EngineCommand>,
+    shutdown: CancellationToken,
+) {
+    let (report_tx, mut reports) = mpsc::channel::<RoundReport>(1024);
+    let mut book = RouteBook::new(&config);
+    let mut entries: HashMap<String, ServiceEntry> = HashMap::new();
+    let mut next_epoch = 0u64;
+    for service in services {
+        metrics::service_up(&service.config.name, false);
+        next_epoch += 1;
+        let entry = spawn_service(service, next_epoch, report_tx.clone());
+        entries.insert(entry.config.name.clone(), entry);
+    }
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(report) = reports.recv() => {
+                let current = entries.get(&report.service).map(|e| e.epoch);
+                if current != Some(report.epoch) {
+                    continue;
+                }
+                record_round(&report);
+                if let Some(transition) = book.observe(&report.service, report.outcome.passed) {
+                    log_transition(&transition, &report.outcome);
+                }
+                publish(&book, &desired, report.outcome.finished_at);
+            }
+            Some(command) = commands.recv() => match command {
+                EngineCommand::Reload(new_config, prepared) => {
+                    let mut kept = 0;
+                    let mut fresh = HashMap::new();
+                    for service in prepared {
+                        let name = service.config.name.clone();
+                        match entries.remove(&name) {
+                            Some(entry) if entry.config == service.config => {
+                                kept += 1;
+                                fresh.insert(name, entry);
+                            }
+                            _ => {
+                                next_epoch += 1;
+                                fresh.insert(name, spawn_service(service, next_epoch, report_tx.clone()));
+                            }
+                        }
+                    }
+                    // Whatever is left in `entries` was removed; dropping aborts it.
+                    let removed = entries.len();
+                    entries = fresh;
+                    book.apply_config(&new_config);
+                    tracing::info!(
+                        file = %new_config.source.display(),
+                        services = entries.len(),
+                        unchanged = kept,
+                        removed,
+                        "configuration reloaded"
+                    );
+                    publish(&book, &desired, Instant::now());
+                }
+            },
+        }
+    }
+    drop(entries);
+}
+
+fn spawn_service(
+    service: PreparedService,
+    epoch: u64,
+    reports: mpsc::Sender<RoundReport>,
+) -> ServiceEntry {
+    let config = service.config.clone();
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(service.config.check_interval);
+        // A round longer than the interval delays the next; rounds never overlap.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let outcome = run_round(&service).await;
+            let report = RoundReport {
+                service: service.config.name.clone(),
+                epoch,
+                outcome,
+            };
+            if reports.send(report).await.is_err() {
+                return;
+            }
+        }
+    });
+    ServiceEntry {
+        config,
+        epoch,
+        _task: OwnedTask(task),
+    }
+}
+
+fn record_round(report: &RoundReport) {
+    for check in &report.outcome.checks {
+        metrics::check_result(
+            &report.service,
+            &check.name,
+            check.passed,
+            check.duration.as_secs_f64(),
+        );
+        if !check.passed {
+            tracing::debug!(service = %report.service, check = %check.name, reason = %check.reason, "check failed");
+        }
+    }
+}
+
+fn log_transition(transition: &Transition, outcome: &RoundOutcome) {
+    metrics::service_up(&transition.service, transition.to == ServiceState::Up);
+    metrics::service_transition(&transition.service, transition.to.as_str());
+    match transition.to {
+        ServiceState::Up => tracing::info!(
+            service = %transition.service,
+            from = transition.from.as_str(),
+            "service is up"
+        ),
+        _ => tracing::warn!(
+            service = %transition.service,
+            from = transition.from.as_str(),
+            reason = %outcome.failure_summary(),
+            "service is down"
+        ),
+    }
+}
+
+/// Publishes the desired set if it changed; `at` is when the change was decided.
+fn publish(book: &RouteBook, desired: &watch::Sender<DesiredRoutes>, at: Instant) {
+    let routes = book.desired();
+    desired.send_if_modified(|current| {
+        if current.routes == routes {
+            return false;
+        }
+        metrics::routes_desired(routes.len());
+        *current = DesiredRoutes {
+            routes,
+            changed_at: Some(at),
+        };
+        true
+    });
+}

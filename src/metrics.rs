@@ -1,0 +1,165 @@
+//! Every metric anycastd exports, named in one place, and the HTTP listener
+//! that serves them in Prometheus text format at `/metrics`.
+//!
+//! Names follow the Go anycastd where the meaning is the same
+//! (`anycastd_up`, `anycastd_service_up`, `anycastd_check_duration_seconds`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// `1` while the process runs; label `version`.
+pub const UP: &str = "anycastd_up";
+/// `1` when the service is up, `0` otherwise; label `service`.
+pub const SERVICE_UP: &str = "anycastd_service_up";
+/// `1` when the check passed in its last round; labels `service`, `check`.
+pub const CHECK_UP: &str = "anycastd_check_up";
+/// Duration of the last round of a check, all attempts included.
+pub const CHECK_DURATION: &str = "anycastd_check_duration_seconds";
+/// Service state transitions; labels `service`, `state`.
+pub const SERVICE_TRANSITIONS: &str = "anycastd_service_transitions_total";
+/// Faults talking to the backend; labels `backend`, `kind`.
+pub const BACKEND_ERRORS: &str = "anycastd_backend_errors_total";
+/// Route announcements and withdrawals sent; labels `backend`, `action`.
+pub const BACKEND_UPDATES: &str = "anycastd_backend_route_updates_total";
+/// Routes the backend currently announces; label `backend`.
+pub const ROUTES_ANNOUNCED: &str = "anycastd_routes_announced";
+/// Routes the engine wants announced.
+pub const ROUTES_DESIRED: &str = "anycastd_routes_desired";
+/// Time from the verdict that changed the desired routes to the backend
+/// having handed the change on (ExaBGP line flushed); label `backend`.
+pub const ROUTE_CHANGE_LATENCY: &str = "anycastd_route_change_latency_seconds";
+/// Config reloads; label `result` (`ok` or `error`).
+pub const CONFIG_RELOADS: &str = "anycastd_config_reloads_total";
+
+/// Installs the global recorder and describes every metric.
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    describe();
+    metrics::gauge!(UP, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(UP, "Application liveness status (always 1)");
+    describe_gauge!(SERVICE_UP, "Service status from its checks: 1 up, 0 down or unknown");
+    describe_gauge!(CHECK_UP, "Last verdict of a check: 1 passed, 0 failed");
+    describe_gauge!(CHECK_DURATION, "Duration of the check's last round in seconds");
+    describe_counter!(SERVICE_TRANSITIONS, "Service state changes, by new state");
+    describe_counter!(BACKEND_ERRORS, "Errors reported by or while talking to the backend");
+    describe_counter!(BACKEND_UPDATES, "Route announcements and withdrawals sent to the backend");
+    describe_gauge!(ROUTES_ANNOUNCED, "Routes the backend currently announces");
+    describe_gauge!(ROUTES_DESIRED, "Routes whose protecting services are all up");
+    describe_histogram!(
+        ROUTE_CHANGE_LATENCY,
+        "Seconds from a verdict changing the desired routes to the backend passing the change on"
+    );
+    describe_counter!(CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result");
+}
+
+pub fn service_up(service: &str, up: bool) {
+    metrics::gauge!(SERVICE_UP, "service" => service.to_string()).set(f64::from(u8::from(up)));
+}
+
+pub fn service_transition(service: &str, state: &'static str) {
+    metrics::counter!(SERVICE_TRANSITIONS, "service" => service.to_string(), "state" => state)
+        .increment(1);
+}
+
+pub fn check_result(service: &str, check: &str, passed: bool, seconds: f64) {
+    let labels = [
+        ("service", service.to_string()),
+        ("check", check.to_string()),
+    ];
+    metrics::gauge!(CHECK_UP, &labels).set(f64::from(u8::from(passed)));
+    metrics::gauge!(CHECK_DURATION, &labels).set(seconds);
+}
+
+pub fn backend_error(backend: &'static str, kind: &'static str) {
+    metrics::counter!(BACKEND_ERRORS, "backend" => backend, "kind" => kind).increment(1);
+}
+
+pub fn backend_updates(backend: &'static str, action: &'static str, count: usize) {
+    metrics::counter!(BACKEND_UPDATES, "backend" => backend, "action" => action)
+        .increment(count as u64);
+}
+
+pub fn routes_announced(backend: &'static str, count: usize) {
+    metrics::gauge!(ROUTES_ANNOUNCED, "backend" => backend).set(count as f64);
+}
+
+pub fn routes_desired(count: usize) {
+    metrics::gauge!(ROUTES_DESIRED).set(count as f64);
+}
+
+pub fn route_change_latency(backend: &'static str, seconds: f64) {
+    metrics::histogram!(ROUTE_CHANGE_LATENCY, "backend" => backend).record(seconds);
+}
+
+pub fn config_reload(ok: bool) {
+    metrics::counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Binds the metrics listener; done before the daemon starts so a busy port
+/// is a startup error, not a silent absence of metrics.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+/// Serves `/metrics` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let handle = handle.clone();
+            async move { Ok::<_, Infallible>(respond(&request, &handle)) }
+        });
+        connections.spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+fn respond(request: &Request<Incoming>, handle: &PrometheusHandle) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    };
+    match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            handle.render(),
+        ),
+        (_, "/metrics") => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".into()),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics\n".into()),
+    }
+}
