@@ -5,9 +5,10 @@
 //! desired route set) → [`backend`] (reconcile desired against announced).
 //! [`checks`] know nothing of routes; backends know nothing of checks.
 
-pub mod config;
 pub mod backend;
 pub mod checks;
+pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod metrics;
 

@@ -1,1 +1,274 @@
-fn main(){}
+//! The `anycastd` binary: parses the command line, sets up logging and runs
+//! the chosen subcommand. The only place that uses `anyhow`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use anycastd::backend::{self, BackendError, exabgp::ExabgpError};
+use anycastd::cli::{Cli, Command, LogFormat};
+use anycastd::config::{self, Config, format_duration};
+use anycastd::engine::{self, DesiredRoutes, EngineCommand, PreparedService};
+use anycastd::metrics;
+
+/// Exit codes, documented in the man page.
+const EXIT_DOWN_OR_PEER_GONE: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+/// An error with the exit code it should end the process with.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn config_failure(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_CONFIG,
+        error: error.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    anycastd::install_crypto_provider();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Validate => validate(&cli),
+        Command::Check => runtime().and_then(|rt| rt.block_on(check(&cli))),
+        Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli))),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("anycastd: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log_level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(|error| Failure {
+            code: EXIT_DOWN_OR_PEER_GONE,
+            error,
+        })
+}
+
+/// Loads the config and builds every check; any problem is a config failure.
+fn load(cli: &Cli) -> Result<(Config, Vec<PreparedService>), Failure> {
+    let config = config::load(&cli.config, cli.backend.map(Into::into)).map_err(config_failure)?;
+    for warning in &config.warnings {
+        tracing::warn!("{}: {warning}", config.source.display());
+    }
+    let prepared = engine::prepare(&config.services).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {e}", config.source.display()))
+            .collect();
+        config_failure(anyhow::anyhow!(lines.join("\n")))
+    })?;
+    Ok((config, prepared))
+}
+
+fn validate(cli: &Cli) -> Result<u8, Failure> {
+    let (config, _) = load(cli)?;
+    backend::build(&config).map_err(config_failure)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{}", config.summary());
+    Ok(0)
+}
+
+async fn check(cli: &Cli) -> Result<u8, Failure> {
+    let (_config, prepared) = load(cli)?;
+    let rounds = futures_util::future::join_all(prepared.iter().map(engine::run_round)).await;
+    let mut rows = vec![[
+        "SERVICE".to_string(),
+        "CHECK".into(),
+        "VERDICT".into(),
+        "DURATION".into(),
+        "REASON".into(),
+    ]];
+    let mut all_up = true;
+    for (service, round) in prepared.iter().zip(&rounds) {
+        for check in &round.checks {
+            rows.push([
+                service.config.name.clone(),
+                check.name.clone(),
+                if check.passed { "pass" } else { "fail" }.into(),
+                format_duration(round_to_micros(check.duration)),
+                check.reason.clone(),
+            ]);
+        }
+        all_up &= round.passed;
+        rows.push([
+            service.config.name.clone(),
+            format!("(service, {})", service.config.strategy.name()),
+            if round.passed { "up" } else { "down" }.into(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(if all_up { 0 } else { EXIT_DOWN_OR_PEER_GONE })
+}
+
+fn round_to_micros(d: Duration) -> Duration {
+    Duration::from_micros(d.as_micros() as u64)
+}
+
+fn print_table(rows: &[[String; 5]]) {
+    let mut widths = [0usize; 5];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i == row.len() - 1 {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+async fn run(cli: &Cli) -> Result<u8, Failure> {
+    let (config, prepared) = load(cli)?;
+    let backend = backend::build(&config).map_err(config_failure)?;
+    let runtime_failure = |error: anyhow::Error| Failure {
+        code: EXIT_DOWN_OR_PEER_GONE,
+        error,
+    };
+
+    let stop_metrics = CancellationToken::new();
+    let mut metrics_task = None;
+    if let Some(address) = config.metrics {
+        let handle = metrics::install()
+            .context("cannot install the metrics recorder")
+            .map_err(runtime_failure)?;
+        let listener = metrics::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))
+            .map_err(runtime_failure)?;
+        metrics_task = Some(tokio::spawn(metrics::serve(
+            listener,
+            handle,
+            stop_metrics.clone(),
+        )));
+    }
+
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| runtime_failure(e.into()))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| runtime_failure(e.into()))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| runtime_failure(e.into()))?;
+
+    let (desired_tx, desired_rx) = watch::channel(DesiredRoutes::empty());
+    let (commands_tx, commands_rx) = mpsc::channel(4);
+    let stop_engine = CancellationToken::new();
+    let stop_backend = CancellationToken::new();
+    tracing::info!(
+        file = %config.source.display(),
+        backend = backend.name(),
+        services = config.services.len(),
+        "anycastd starting"
+    );
+    let backend_config = config.clone();
+    let engine_task = tokio::spawn(engine::run(
+        config,
+        prepared,
+        desired_tx,
+        commands_rx,
+        stop_engine.clone(),
+    ));
+    let mut backend_task = tokio::spawn(backend.run(desired_rx, stop_backend.clone()));
+
+    let early_end = loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(cli, &backend_config, &commands_tx).await,
+            _ = terminate.recv() => break None,
+            _ = interrupt.recv() => break None,
+            result = &mut backend_task => break Some(result),
+        }
+    };
+
+    stop_engine.cancel();
+    let _ = engine_task.await;
+    let result = match early_end {
+        Some(result) => result,
+        None => {
+            tracing::info!("shutting down: withdrawing routes");
+            stop_backend.cancel();
+            tokio::select! {
+                result = &mut backend_task => result,
+                _ = terminate.recv() => std::process::exit(1),
+                _ = interrupt.recv() => std::process::exit(1),
+            }
+        }
+    };
+    stop_metrics.cancel();
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    match result {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(BackendError::Exabgp(ExabgpError::PeerShutdown))) => {
+            tracing::info!("ExaBGP is shutting down; exiting");
+            Ok(0)
+        }
+        Ok(Err(e)) => Err(runtime_failure(e.into())),
+        Err(join) => Err(runtime_failure(anyhow::anyhow!(
+            "backend task failed: {join}"
+        ))),
+    }
+}
+
+/// SIGHUP: load and prepare the new config; a bad one is logged and the
+/// running one stays.
+async fn reload(cli: &Cli, running: &Config, commands: &mpsc::Sender<EngineCommand>) {
+    tracing::info!(file = %cli.config.display(), "SIGHUP: reloading configuration");
+    match load(cli) {
+        Ok((config, prepared)) => {
+            if config.backend != running.backend || config.exabgp != running.exabgp {
+                tracing::warn!(
+                    "backend settings changed; they take effect at the next restart (services and routes are applied now)"
+                );
+            }
+            metrics::config_reload(true);
+            let _ = commands.send(EngineCommand::Reload(config, prepared)).await;
+        }
+        Err(failure) => {
+            metrics::config_reload(false);
+            tracing::error!(
+                "configuration reload failed; keeping the running configuration: {:#}",
+                failure.error
+            );
+        }
+    }
+}

@@ -49,14 +49,29 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(UP, "Application liveness status (always 1)");
-    describe_gauge!(SERVICE_UP, "Service status from its checks: 1 up, 0 down or unknown");
+    describe_gauge!(
+        SERVICE_UP,
+        "Service status from its checks: 1 up, 0 down or unknown"
+    );
     describe_gauge!(CHECK_UP, "Last verdict of a check: 1 passed, 0 failed");
-    describe_gauge!(CHECK_DURATION, "Duration of the check's last round in seconds");
+    describe_gauge!(
+        CHECK_DURATION,
+        "Duration of the check's last round in seconds"
+    );
     describe_counter!(SERVICE_TRANSITIONS, "Service state changes, by new state");
-    describe_counter!(BACKEND_ERRORS, "Errors reported by or while talking to the backend");
-    describe_counter!(BACKEND_UPDATES, "Route announcements and withdrawals sent to the backend");
+    describe_counter!(
+        BACKEND_ERRORS,
+        "Errors reported by or while talking to the backend"
+    );
+    describe_counter!(
+        BACKEND_UPDATES,
+        "Route announcements and withdrawals sent to the backend"
+    );
     describe_gauge!(ROUTES_ANNOUNCED, "Routes the backend currently announces");
-    describe_gauge!(ROUTES_DESIRED, "Routes whose protecting services are all up");
+    describe_gauge!(
+        ROUTES_DESIRED,
+        "Routes whose protecting services are all up"
+    );
     describe_histogram!(
         ROUTE_CHANGE_LATENCY,
         "Seconds from a verdict changing the desired routes to the backend passing the change on"
@@ -159,7 +174,15 @@ fn respond(request: &Request<Incoming>, handle: &PrometheusHandle) -> Response<F
             "text/plain; version=0.0.4; charset=utf-8",
             handle.render(),
         ),
-        (_, "/metrics") => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".into()),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics\n".into()),
+        (_, "/metrics") => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "use GET\n".into(),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; try /metrics\n".into(),
+        ),
     }
 }

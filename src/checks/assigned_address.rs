@@ -53,8 +53,10 @@ impl Check for AssignedAddress {
         Box::pin(async move {
             let interfaces = if_addrs::get_if_addrs()
                 .map_err(|e| format!("cannot list interface addresses: {e}"))?;
-            let assigned: Vec<(String, IpAddr)> =
-                interfaces.into_iter().map(|i| (i.name, i.addr.ip())).collect();
+            let assigned: Vec<(String, IpAddr)> = interfaces
+                .into_iter()
+                .map(|i| (i.name, i.addr.ip()))
+                .collect();
             self.judge(&assigned)
         })
     }
@@ -101,6 +103,11 @@ mod tests {
     #[tokio::test]
     async fn loopback_is_assigned_on_this_host() {
         assert_eq!(check(Some("127.0.0.1"), None, None).attempt().await, Ok(()));
-        assert!(check(Some("192.0.2.254"), None, None).attempt().await.is_err());
+        assert!(
+            check(Some("192.0.2.254"), None, None)
+                .attempt()
+                .await
+                .is_err()
+        );
     }
 }

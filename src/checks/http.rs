@@ -87,7 +87,9 @@ impl Check for Http2xx {
             if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("expected status 2xx, got {status} from {final_url}"))
+                Err(format!(
+                    "expected status 2xx, got {status} from {final_url}"
+                ))
             }
         })
     }

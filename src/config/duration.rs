@@ -244,7 +244,9 @@ mod tests {
 
     #[test]
     fn formats_like_go() {
-        for text in ["10s", "100ms", "1m30s", "1.5s", "2h0m0s", "3us", "7ns", "0s"] {
+        for text in [
+            "10s", "100ms", "1m30s", "1.5s", "2h0m0s", "3us", "7ns", "0s",
+        ] {
             let d = parse_duration(text).unwrap();
             assert_eq!(format_duration(d), text);
         }

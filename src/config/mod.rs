@@ -138,10 +138,8 @@ pub fn load_str(
 fn parse_tree(text: &str, format: Format) -> Result<serde_json::Value, String> {
     let tree = match format {
         Format::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?,
-        Format::Yaml => {
-            serde_saphyr::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("invalid YAML: {e}"))?
-        }
+        Format::Yaml => serde_saphyr::from_str::<serde_json::Value>(text)
+            .map_err(|e| format!("invalid YAML: {e}"))?,
     };
     if tree.is_null() {
         return Err("the config file is empty".into());
@@ -178,15 +176,16 @@ pub(crate) fn join_path(prefix: &str, rest: &str) -> String {
 fn describe_serde_error(path: String, message: &str) -> Problem {
     let quoted = backticked(message);
     let problem = |path: String, message: String| Problem { path, message };
-    let parent = if path == "." { String::new() } else { path.clone() };
+    let parent = if path == "." {
+        String::new()
+    } else {
+        path.clone()
+    };
     if let Some(field) = message
         .strip_prefix("missing field `")
         .and_then(|m| m.strip_suffix('`'))
     {
-        return problem(
-            join_path(&parent, field),
-            "required key is missing".into(),
-        );
+        return problem(join_path(&parent, field), "required key is missing".into());
     }
     if message.starts_with("unknown field `") {
         let unknown = quoted.first().cloned().unwrap_or_default();

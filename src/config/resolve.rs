@@ -189,9 +189,7 @@ pub(super) fn resolve(
     let mut problems = Problems::default();
     let mut warnings = Vec::new();
     let announcer = raw.announcer;
-    let backend = backend_override
-        .or(announcer.backend)
-        .unwrap_or_default();
+    let backend = backend_override.or(announcer.backend).unwrap_or_default();
 
     let routes = normalize_routes(&announcer.routes, "announcer.routes", &mut warnings);
 
@@ -268,7 +266,8 @@ pub(super) fn resolve(
         problems.add("announcer.local_asn", "must be a non-zero AS number");
     }
     if backend == BackendKind::Native {
-        let why = "required by the native backend (set announcer.backend or --backend to use another)";
+        let why =
+            "required by the native backend (set announcer.backend or --backend to use another)";
         if announcer.router_id.is_none() {
             problems.add("announcer.router_id", why);
         }
@@ -279,7 +278,10 @@ pub(super) fn resolve(
             problems.add("announcer.local_address", why);
         }
         if peers.is_empty() {
-            problems.add("announcer.peers", "at least one peer is required by the native backend");
+            problems.add(
+                "announcer.peers",
+                "at least one peer is required by the native backend",
+            );
         }
     }
 
@@ -430,7 +432,12 @@ fn resolve_service(
     })
 }
 
-const STRATEGIES: [&str; 4] = ["at_least_one", "all", "all_in_group", "at_least_n_percentage"];
+const STRATEGIES: [&str; 4] = [
+    "at_least_one",
+    "all",
+    "all_in_group",
+    "at_least_n_percentage",
+];
 
 fn resolve_strategy(
     name: Option<&str>,
@@ -478,7 +485,11 @@ fn resolve_strategy(
     Some(strategy)
 }
 
-fn resolve_spec(kind: CheckKind, spec: serde_json::Value, path: &str) -> Result<CheckSpec, Problem> {
+fn resolve_spec(
+    kind: CheckKind,
+    spec: serde_json::Value,
+    path: &str,
+) -> Result<CheckSpec, Problem> {
     Ok(match kind {
         CheckKind::AssignedAddress => CheckSpec::AssignedAddress(decode(spec, path)?),
         CheckKind::DnsLookup => CheckSpec::DnsLookup(decode(spec, path)?),
@@ -493,7 +504,10 @@ fn resolve_spec(kind: CheckKind, spec: serde_json::Value, path: &str) -> Result<
 /// Rules on a kind's values that serde's types cannot say.
 fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
     let at = |key: &str| join_path(path, key);
-    let attempts = |problems: &mut Problems, tries: u8, interval: &ConfigDuration, timeout: &ConfigDuration| {
+    let attempts = |problems: &mut Problems,
+                    tries: u8,
+                    interval: &ConfigDuration,
+                    timeout: &ConfigDuration| {
         if tries == 0 {
             problems.add(at("tries"), "must be at least 1");
         }
@@ -507,21 +521,33 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
     match spec {
         CheckSpec::AssignedAddress(s) => {
             if s.ipv4.is_none() && s.ipv6.is_none() {
-                problems.add(path, "needs `ipv4` or `ipv6`: the address that must be assigned");
+                problems.add(
+                    path,
+                    "needs `ipv4` or `ipv6`: the address that must be assigned",
+                );
             }
             if s.interface.as_deref() == Some("") {
-                problems.add(at("interface"), "must not be empty (leave it out for any interface)");
+                problems.add(
+                    at("interface"),
+                    "must not be empty (leave it out for any interface)",
+                );
             }
         }
         CheckSpec::DnsLookup(s) => {
             attempts(problems, s.tries, &s.interval, &s.timeout);
             if s.query.parse::<IpAddr>().is_ok() || !is_dns_name(&s.query) {
-                problems.add(at("query"), format!("expected a DNS name, found \"{}\"", s.query));
+                problems.add(
+                    at("query"),
+                    format!("expected a DNS name, found \"{}\"", s.query),
+                );
             }
             if split_host_port(&s.resolver).is_none() {
                 problems.add(
                     at("resolver"),
-                    format!("expected host:port such as \"127.0.0.1:53\", found \"{}\"", s.resolver),
+                    format!(
+                        "expected host:port such as \"127.0.0.1:53\", found \"{}\"",
+                        s.resolver
+                    ),
                 );
             }
         }
@@ -534,7 +560,13 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
                 );
             }
             if s.method.is_empty() || !s.method.bytes().all(|b| b.is_ascii_alphabetic()) {
-                problems.add(at("method"), format!("expected an HTTP method such as GET, found \"{}\"", s.method));
+                problems.add(
+                    at("method"),
+                    format!(
+                        "expected an HTTP method such as GET, found \"{}\"",
+                        s.method
+                    ),
+                );
             }
         }
         CheckSpec::IcmpPing(s) => {
@@ -546,7 +578,13 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
         CheckSpec::TftpRrq(s) => {
             attempts(problems, s.tries, &s.interval, &s.timeout);
             if !s.url.starts_with("tftp://") {
-                problems.add(at("url"), format!("expected a tftp://host[:port]/path URL, found \"{}\"", s.url));
+                problems.add(
+                    at("url"),
+                    format!(
+                        "expected a tftp://host[:port]/path URL, found \"{}\"",
+                        s.url
+                    ),
+                );
             }
             if let Some(sum) = &s.expected_sha256
                 && (sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -572,13 +610,19 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             {
                 problems.add(
                     at("remote.host"),
-                    format!("expected host:port such as \"example.org:443\", found \"{}\"", remote.host),
+                    format!(
+                        "expected host:port such as \"example.org:443\", found \"{}\"",
+                        remote.host
+                    ),
                 );
             }
             for (index, name) in s.dns_names.iter().enumerate() {
                 let bare = name.strip_prefix("*.").unwrap_or(name);
                 if !is_dns_name(bare) {
-                    problems.add(at(&format!("dns_names[{index}]")), format!("expected a DNS name, found \"{name}\""));
+                    problems.add(
+                        at(&format!("dns_names[{index}]")),
+                        format!("expected a DNS name, found \"{name}\""),
+                    );
                 }
             }
             if s.timeout.is_some_and(|t| t.get().is_zero()) {
@@ -609,7 +653,9 @@ fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 

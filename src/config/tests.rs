@@ -16,7 +16,10 @@ fn yaml_with(text: &str, backend: BackendKind) -> Result<Config, ConfigError> {
 /// The first problem's path and message.
 fn problem(text: &str) -> (String, String) {
     let err = yaml(text).expect_err("config should be rejected");
-    let p = err.problems().first().unwrap_or_else(|| panic!("no problem in {err}"));
+    let p = err
+        .problems()
+        .first()
+        .unwrap_or_else(|| panic!("no problem in {err}"));
     (p.path.clone(), p.message.clone())
 }
 
@@ -66,7 +69,10 @@ fn seed_example_loads_as_meant() {
     );
     match &service.checks[1].spec {
         CheckSpec::Http2xx(http) => {
-            assert_eq!(http.headers.get("Host").map(String::as_str), Some("example.com"));
+            assert_eq!(
+                http.headers.get("Host").map(String::as_str),
+                Some("example.com")
+            );
             assert_eq!(http.payload.as_deref(), Some("ping"));
             assert_eq!(http.timeout.get(), Duration::from_secs(2));
         }
@@ -88,7 +94,10 @@ fn json_loads_like_yaml() {
 #[test]
 fn extension_decides_the_format() {
     assert_eq!(Format::from_path(Path::new("a.YML")).unwrap(), Format::Yaml);
-    assert_eq!(Format::from_path(Path::new("a.Json")).unwrap(), Format::Json);
+    assert_eq!(
+        Format::from_path(Path::new("a.Json")).unwrap(),
+        Format::Json
+    );
     let err = Format::from_path(Path::new("/etc/a.toml")).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -208,7 +217,9 @@ fn ipv6_works_everywhere() {
         );
     let config = yaml(&text).unwrap();
     assert_eq!(config.routes.len(), 2);
-    assert!(matches!(&config.services[0].checks[0].spec, CheckSpec::AssignedAddress(a) if a.ipv6.is_some()));
+    assert!(
+        matches!(&config.services[0].checks[0].spec, CheckSpec::AssignedAddress(a) if a.ipv6.is_some())
+    );
 }
 
 #[test]
@@ -229,7 +240,10 @@ fn zero_tries_and_durations_are_rejected() {
     let text = BASE.replace("tries: 1", "tries: 0");
     assert_eq!(
         problem(&text),
-        ("services[0].checks[0].spec.tries".into(), "must be at least 1".into())
+        (
+            "services[0].checks[0].spec.tries".into(),
+            "must be at least 1".into()
+        )
     );
     let text = BASE.replace("check_interval: 1s", "check_interval: 0s");
     assert_eq!(problem(&text).0, "services[0].check_interval");
@@ -237,13 +251,19 @@ fn zero_tries_and_durations_are_rejected() {
 
 #[test]
 fn strategy_options_are_checked() {
-    let text = BASE.replace("check_interval: 1s", "check_interval: 1s\n    strategy: at_least_n_percentage");
+    let text = BASE.replace(
+        "check_interval: 1s",
+        "check_interval: 1s\n    strategy: at_least_n_percentage",
+    );
     assert_eq!(problem(&text).0, "services[0].strategy_options.n");
     let text = BASE.replace(
         "check_interval: 1s",
         "check_interval: 1s\n    strategy: at_least_n_percentage\n    strategy_options: {n: 0.5}",
     );
-    assert_eq!(yaml(&text).unwrap().services[0].strategy, Strategy::AtLeastNPercentage(0.5));
+    assert_eq!(
+        yaml(&text).unwrap().services[0].strategy,
+        Strategy::AtLeastNPercentage(0.5)
+    );
 }
 
 #[test]
@@ -251,7 +271,11 @@ fn repeated_kinds_get_distinct_labels() {
     let check = "      - kind: http_2xx\n        spec: {url: \"http://127.0.0.1:8080/\", method: GET, tries: 1, interval: 100ms, timeout: 1s}\n";
     let text = BASE.replace("metrics:", &format!("{check}metrics:"));
     let config = yaml(&text).unwrap();
-    let names: Vec<_> = config.services[0].checks.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<_> = config.services[0]
+        .checks
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["http_2xx", "http_2xx_2"]);
 }
 

@@ -45,9 +45,7 @@ pub fn round_passes(strategy: Strategy, results: &[CheckVerdict<'_>]) -> bool {
                 .iter()
                 .all(|g| results.iter().any(|r| r.group == *g && r.passed))
         }
-        Strategy::AtLeastNPercentage(n) => {
-            total == 0 || (failed as f64 / total as f64) <= n
-        }
+        Strategy::AtLeastNPercentage(n) => total == 0 || (failed as f64 / total as f64) <= n,
     }
 }
 
@@ -126,7 +124,10 @@ mod tests {
     fn strategies_match_the_original() {
         let mixed = [v("a", true), v("a", false), v("b", false)];
         assert!(!round_passes(Strategy::AtLeastOne, &mixed));
-        assert!(round_passes(Strategy::AtLeastOne, &[v("", true), v("", true)]));
+        assert!(round_passes(
+            Strategy::AtLeastOne,
+            &[v("", true), v("", true)]
+        ));
         assert!(round_passes(Strategy::All, &mixed));
         assert!(!round_passes(Strategy::All, &[v("", false), v("", false)]));
         // group b has no passing check

@@ -71,7 +71,10 @@ impl RouteBook {
         let mut protectors: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
         let everyone: BTreeSet<String> = config.services.iter().map(|s| s.name.clone()).collect();
         for route in &config.routes {
-            protectors.entry(*route).or_default().extend(everyone.iter().cloned());
+            protectors
+                .entry(*route)
+                .or_default()
+                .extend(everyone.iter().cloned());
         }
         for service in &config.services {
             for route in &service.routes {
@@ -135,7 +138,13 @@ services:
     checks: [{{kind: assigned_address, spec: {{ipv4: 127.0.0.1}}}}]
 {extra}"#
         );
-        load_str(&text, Format::Yaml, Path::new("t.yaml"), Some(BackendKind::Exabgp)).unwrap()
+        load_str(
+            &text,
+            Format::Yaml,
+            Path::new("t.yaml"),
+            Some(BackendKind::Exabgp),
+        )
+        .unwrap()
     }
 
     fn set(routes: &[&str]) -> BTreeSet<IpNet> {
@@ -157,7 +166,12 @@ services:
         book.observe("b", true);
         assert_eq!(
             book.desired(),
-            set(&["192.0.2.1/32", "198.51.100.1/32", "198.51.100.9/32", "2001:db8::1/128"])
+            set(&[
+                "192.0.2.1/32",
+                "198.51.100.1/32",
+                "198.51.100.9/32",
+                "2001:db8::1/128"
+            ])
         );
         book.observe("a", false);
         assert_eq!(book.desired(), set(&["2001:db8::1/128"]));

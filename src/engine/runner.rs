@@ -221,7 +221,10 @@ mod tests {
         let outcome = run_check(&check).await;
         assert!(!outcome.passed);
         assert_eq!(outcome.duration, Duration::from_millis(200));
-        assert_eq!(outcome.reason, "3 tries 100ms apart failed, last: failure 2");
+        assert_eq!(
+            outcome.reason,
+            "3 tries 100ms apart failed, last: failure 2"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -190,10 +190,7 @@ where
     }
 
     /// Withdraws everything, then waits (bounded) for ExaBGP to acknowledge.
-    async fn withdraw_all(
-        mut self,
-        mut lines: Option<Lines<R>>,
-    ) -> Result<(), ExabgpError> {
+    async fn withdraw_all(mut self, mut lines: Option<Lines<R>>) -> Result<(), ExabgpError> {
         self.apply(&DesiredRoutes::empty()).await?;
         let deadline = Instant::now() + self.shutdown_timeout;
         while lines.is_some() && self.reconciler.awaiting_ack() > 0 {

@@ -224,7 +224,10 @@ mod tests {
                 RouteCommand::Announce(net("192.0.2.3/32"))
             ]
         );
-        assert!(r.reconcile(&set(&["192.0.2.2/32", "192.0.2.3/32"])).is_empty());
+        assert!(
+            r.reconcile(&set(&["192.0.2.2/32", "192.0.2.3/32"]))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -245,7 +248,10 @@ mod tests {
             r.reconcile(&desired),
             [RouteCommand::Announce(net("2001:db8::1/128"))]
         );
-        assert_eq!(r.acknowledge(Ack::Done), AckOutcome::Accepted(RouteCommand::Announce(net("2001:db8::1/128"))));
+        assert_eq!(
+            r.acknowledge(Ack::Done),
+            AckOutcome::Accepted(RouteCommand::Announce(net("2001:db8::1/128")))
+        );
         assert_eq!(r.acknowledge(Ack::Done), AckOutcome::Unmatched);
     }
 

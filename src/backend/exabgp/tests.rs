@@ -18,7 +18,13 @@ services:
     check_interval: 1s
     checks: [{kind: assigned_address, spec: {ipv4: 127.0.0.1}}]
 "#;
-    load_str(text, Format::Yaml, Path::new("t.yaml"), Some(BackendKind::Exabgp)).unwrap()
+    load_str(
+        text,
+        Format::Yaml,
+        Path::new("t.yaml"),
+        Some(BackendKind::Exabgp),
+    )
+    .unwrap()
 }
 
 struct FakeExabgp {
@@ -35,14 +41,20 @@ impl FakeExabgp {
     }
 
     async fn ack(&mut self, word: &str) {
-        self.acks.write_all(format!("{word}\n").as_bytes()).await.unwrap();
+        self.acks
+            .write_all(format!("{word}\n").as_bytes())
+            .await
+            .unwrap();
     }
 }
 
 fn start(
     desired: watch::Receiver<DesiredRoutes>,
     shutdown: CancellationToken,
-) -> (FakeExabgp, tokio::task::JoinHandle<Result<(), BackendError>>) {
+) -> (
+    FakeExabgp,
+    tokio::task::JoinHandle<Result<(), BackendError>>,
+) {
     let (ours_out, theirs_in) = duplex(1 << 16);
     let (theirs_out, ours_in) = duplex(1 << 16);
     let backend = ExabgpBackend::new(&config(), Some(BufReader::new(ours_in)), ours_out);
@@ -56,7 +68,10 @@ fn start(
 
 fn routes(list: &[&str]) -> DesiredRoutes {
     DesiredRoutes {
-        routes: list.iter().map(|r| r.parse().unwrap()).collect::<BTreeSet<_>>(),
+        routes: list
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect::<BTreeSet<_>>(),
         changed_at: Some(Instant::now()),
     }
 }
@@ -66,23 +81,36 @@ async fn withdraws_at_start_announces_on_change_withdraws_at_shutdown() {
     let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let shutdown = CancellationToken::new();
     let (mut exabgp, task) = start(rx, shutdown.clone());
-    exabgp.expect("withdraw route 192.0.2.1/32 next-hop self").await;
-    exabgp.expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff").await;
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp
+        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
     exabgp.ack("done").await;
     exabgp.ack("done").await;
 
-    tx.send(routes(&["192.0.2.1/32", "2001:db8::1/128"])).unwrap();
-    exabgp.expect("announce route 192.0.2.1/32 next-hop self").await;
-    exabgp.expect("announce route 2001:db8::1/128 next-hop 2001:db8::ff").await;
+    tx.send(routes(&["192.0.2.1/32", "2001:db8::1/128"]))
+        .unwrap();
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp
+        .expect("announce route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
     exabgp.ack("done").await;
     exabgp.ack("done").await;
 
     tx.send(routes(&["2001:db8::1/128"])).unwrap();
-    exabgp.expect("withdraw route 192.0.2.1/32 next-hop self").await;
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
     exabgp.ack("done").await;
 
     shutdown.cancel();
-    exabgp.expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff").await;
+    exabgp
+        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
     exabgp.ack("done").await;
     task.await.unwrap().unwrap();
 }
@@ -91,25 +119,38 @@ async fn withdraws_at_start_announces_on_change_withdraws_at_shutdown() {
 async fn eof_on_stdin_means_exabgp_is_gone() {
     let (_tx, rx) = watch::channel(DesiredRoutes::empty());
     let (mut exabgp, task) = start(rx, CancellationToken::new());
-    exabgp.expect("withdraw route 192.0.2.1/32 next-hop self").await;
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
     drop(exabgp.acks);
     let err = task.await.unwrap().unwrap_err();
-    assert!(matches!(err, BackendError::Exabgp(ExabgpError::InputClosed)), "{err}");
+    assert!(
+        matches!(err, BackendError::Exabgp(ExabgpError::InputClosed)),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn refused_announce_is_retried_after_backoff() {
     let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let (mut exabgp, _task) = start(rx, CancellationToken::new());
-    exabgp.expect("withdraw route 192.0.2.1/32 next-hop self").await;
-    exabgp.expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff").await;
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp
+        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
     exabgp.ack("done").await;
     exabgp.ack("done").await;
     tx.send(routes(&["192.0.2.1/32"])).unwrap();
-    exabgp.expect("announce route 192.0.2.1/32 next-hop self").await;
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self")
+        .await;
     exabgp.ack("error").await;
     // Paused time auto-advances to the 1 s retry.
-    exabgp.expect("announce route 192.0.2.1/32 next-hop self").await;
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self")
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +158,9 @@ async fn shutdown_does_not_wait_forever_for_acks() {
     let (_tx, rx) = watch::channel(DesiredRoutes::empty());
     let shutdown = CancellationToken::new();
     let (mut exabgp, task) = start(rx, shutdown.clone());
-    exabgp.expect("withdraw route 192.0.2.1/32 next-hop self").await;
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
     shutdown.cancel();
     // No acks at all: the backend gives up after shutdown_timeout.
     task.await.unwrap().unwrap();

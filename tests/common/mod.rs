@@ -1,0 +1,434 @@
+//! Shared helpers for integration tests against real daemons: a scratch
+//! directory, a controllable HTTP health endpoint, BIRD and ExaBGP
+//! processes that are cleaned up even when a test fails, and bounded waits.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The anycastd binary under test.
+pub fn anycastd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_anycastd"))
+}
+
+/// Fails the test, saying what to install, when a tool is missing.
+pub fn require(tools: &[(&str, &str)]) {
+    for (tool, package) in tools {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "`{tool}` is not installed: install {package} (`.ci/run` does this)"
+        );
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test runs real routing daemons and must run as root (CI does)"
+    );
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A scratch directory removed at the end of the test.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("anycastd-test-")
+        .tempdir()
+        .expect("create scratch dir")
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 answering 200 while healthy, 503 otherwise.
+pub struct HealthServer {
+    pub addr: SocketAddr,
+    healthy: Arc<AtomicBool>,
+    pub requests: Arc<AtomicU64>,
+    /// The last request's method, Host header and body.
+    pub last: Arc<std::sync::Mutex<(String, String, String)>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HealthServer {
+    pub fn start() -> HealthServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind health server");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().unwrap();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let requests = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let last = Arc::new(std::sync::Mutex::new(Default::default()));
+        let (h, r, s, l) = (
+            healthy.clone(),
+            requests.clone(),
+            stop.clone(),
+            last.clone(),
+        );
+        thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (h, r, l) = (h.clone(), r.clone(), l.clone());
+                        thread::spawn(move || serve_connection(stream, &h, &r, &l));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        HealthServer {
+            addr,
+            healthy,
+            requests,
+            last,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Serves keep-alive HTTP/1.1 requests (no bodies expected beyond Content-Length).
+fn serve_connection(
+    stream: std::net::TcpStream,
+    healthy: &AtomicBool,
+    requests: &AtomicU64,
+    last: &std::sync::Mutex<(String, String, String)>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut content_length = 0usize;
+        let mut host = String::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("host") {
+                    host = value.trim().to_string();
+                }
+            }
+        }
+        let mut body = vec![0; content_length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Ok(mut last) = last.lock() {
+            let method = request_line
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            *last = (method, host, String::from_utf8_lossy(&body).into_owned());
+        }
+        requests.fetch_add(1, Ordering::SeqCst);
+        let (status, text) = if healthy.load(Ordering::SeqCst) {
+            ("200 OK", "ok\n")
+        } else {
+            ("503 Service Unavailable", "down\n")
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} did not exit within {timeout:?}", self.name);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal("TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A BIRD 2 instance with its own config, socket and pid file.
+pub struct Bird {
+    pub socket: PathBuf,
+    pid_file: PathBuf,
+}
+
+impl Bird {
+    pub fn start(dir: &Path, config: &str) -> Bird {
+        let conf = dir.join("bird.conf");
+        std::fs::write(&conf, config).unwrap();
+        let socket = dir.join("bird.ctl");
+        let pid_file = dir.join("bird.pid");
+        let status = Command::new("bird")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(&socket)
+            .arg("-P")
+            .arg(&pid_file)
+            .status()
+            .expect("start bird");
+        assert!(status.success(), "bird refused its config:\n{config}");
+        let bird = Bird { socket, pid_file };
+        wait_until(Duration::from_secs(10), "BIRD's control socket", || {
+            bird.birdc("show status").contains("Daemon is up")
+        });
+        bird
+    }
+
+    pub fn birdc(&self, command: &str) -> String {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&self.socket)
+            .args(command.split_whitespace())
+            .output()
+            .expect("run birdc");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether BIRD's tables hold `prefix` (as `birdc show route` prints it).
+    pub fn has_route(&self, prefix: &str) -> bool {
+        self.birdc("show route")
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(prefix))
+    }
+
+    /// Whether the named BGP protocol is Established.
+    pub fn established(&self, protocol: &str) -> bool {
+        self.birdc(&format!("show protocols {protocol}"))
+            .contains("Established")
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// anycastd with its stdin/stdout held by the test, playing ExaBGP's part:
+/// every line anycastd writes is collected and acknowledged with `done`.
+pub struct FakeExabgp {
+    pub daemon: Daemon,
+    lines: mpsc::Receiver<String>,
+    stdin: Option<ChildStdin>,
+    acks: Arc<AtomicBool>,
+    ack_writer: Arc<std::sync::Mutex<Option<std::fs::File>>>,
+}
+
+impl FakeExabgp {
+    /// Starts anycastd; its log (stderr) goes to `log`.
+    pub fn spawn(config: &Path, extra_args: &[&str], log: &Path) -> FakeExabgp {
+        let log = std::fs::File::create(log).expect("create log file");
+        let mut child = Command::new(anycastd_bin())
+            .arg("-c")
+            .arg(config)
+            .arg("--log-level")
+            .arg("info")
+            .args(extra_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start anycastd");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let acks = Arc::new(AtomicBool::new(true));
+        let ack_writer = Arc::new(std::sync::Mutex::new(stdin.try_clone_fd()));
+        let acking = acks.clone();
+        let writer = ack_writer.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if acking.load(Ordering::SeqCst)
+                    && let Ok(mut w) = writer.lock()
+                    && let Some(w) = w.as_mut()
+                {
+                    let _ = w.write_all(b"done\n");
+                    let _ = w.flush();
+                }
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        FakeExabgp {
+            daemon: Daemon {
+                child,
+                name: "anycastd",
+            },
+            lines: rx,
+            stdin: Some(stdin),
+            acks,
+            ack_writer,
+        }
+    }
+
+    /// The next line anycastd writes, waiting at most `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Every line written within `window`.
+    pub fn lines_within(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Waits for a specific line, failing with what came instead.
+    pub fn expect_line(&self, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line == want => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("expected `{want}` within {timeout:?}; got {seen:?}");
+    }
+
+    /// Closes anycastd's stdin, as ExaBGP going away would.
+    pub fn close_stdin(&mut self) {
+        self.acks.store(false, Ordering::SeqCst);
+        if let Ok(mut w) = self.ack_writer.lock() {
+            w.take();
+        }
+        self.stdin.take();
+    }
+}
+
+/// Duplicates a pipe end so one thread can ack while the test owns the original.
+trait TryCloneFd {
+    fn try_clone_fd(&self) -> Option<std::fs::File>;
+}
+
+impl TryCloneFd for ChildStdin {
+    fn try_clone_fd(&self) -> Option<std::fs::File> {
+        use std::os::fd::AsFd;
+        self.as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from)
+    }
+}
+
+/// PIDs of processes whose command line contains `needle`.
+pub fn pids_matching(needle: &str) -> Vec<i32> {
+    let out = Command::new("pgrep")
+        .arg("-f")
+        .arg(needle)
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs anycastd's whole test suite. As root on Debian it first installs what
+# the integration tests need (real BIRD 2 and ExaBGP); elsewhere it checks
+# they are there and says what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(bird2 iproute2 procps)
+pip_packages=("exabgp>=5.0,<6")
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=()
+    for p in "${apt_packages[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    command -v exabgp >/dev/null || python3 -m pip install -q "${pip_packages[@]}"
+    # pyenv installs console scripts behind shims that need a rehash.
+    command -v pyenv >/dev/null && pyenv rehash || true
+fi
+for tool in bird birdc exabgp; do
+    command -v "$tool" >/dev/null || {
+        echo "missing $tool: install ${apt_packages[*]} (apt) and ${pip_packages[*]} (pip), as root" >&2
+        exit 1
+    }
+done
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
