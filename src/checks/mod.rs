@@ -80,8 +80,19 @@ pub enum BuildError {
     Invalid(String),
 }
 
-/// Builds the runnable check for one configured check.
-pub fn build(check: &CheckConfig) -> Result<Box<dyn Check>, BuildError> {
+/// Who a check is, for the labels of the extra metrics it exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLabels {
+    pub service: String,
+    pub check: String,
+}
+
+/// Builds the runnable check for one configured check of `service`.
+pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, BuildError> {
+    let _labels = CheckLabels {
+        service: service.to_string(),
+        check: check.name.clone(),
+    };
     Ok(match &check.spec {
         CheckSpec::AssignedAddress(spec) => Box::new(AssignedAddress::new(spec)),
         CheckSpec::Http2xx(spec) => Box::new(Http2xx::new(spec)?),

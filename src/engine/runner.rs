@@ -41,7 +41,7 @@ pub fn prepare(services: &[ServiceConfig]) -> Result<Vec<PreparedService>, Vec<P
     for (service_index, service) in services.iter().enumerate() {
         let mut checks = Vec::new();
         for (check_index, check) in service.checks.iter().enumerate() {
-            match checks::build(check) {
+            match checks::build(check, &service.name) {
                 Ok(built) => checks.push(PreparedCheck {
                     name: check.name.clone(),
                     group: check.group.clone(),
