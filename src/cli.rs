@@ -61,6 +61,9 @@ pub enum Command {
     Validate,
     /// Run every check once and print the results; exit 1 if a service is down.
     Check,
+    /// Empty the BIRD include file(s) and have BIRD reconfigure (for systemd's
+    /// ExecStopPost after a crash); exit 1 if BIRD could not be updated.
+    BirdFlush,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

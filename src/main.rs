@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Command::Validate => validate(&cli),
         Command::Check => runtime().and_then(|rt| rt.block_on(check(&cli))),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli))),
+        Command::BirdFlush => runtime().and_then(|rt| rt.block_on(bird_flush(&cli))),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -53,14 +54,21 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
+    // rustls logs every failed certificate verification at ERROR; for us that
+    // is a check verdict, already reported with its reason.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(cli.log_level)
+        .with_target("rustls", tracing::level_filters::LevelFilter::OFF);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(cli.log_level)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(filter).init(),
+        LogFormat::Json => builder.json().finish().with(filter).init(),
     }
 }
 
@@ -157,6 +165,27 @@ fn print_table(rows: &[[String; 5]]) {
             }
         }
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+async fn bird_flush(cli: &Cli) -> Result<u8, Failure> {
+    let config =
+        config::load(&cli.config, Some(config::BackendKind::Bird)).map_err(config_failure)?;
+    let Some(bird) = &config.bird else {
+        return Err(config_failure(anyhow::anyhow!("announcer.bird is not set")));
+    };
+    match backend::bird::flush(bird).await {
+        Ok(()) => {
+            println!(
+                "{}: emptied; BIRD reconfigured",
+                bird.include_file.display()
+            );
+            Ok(0)
+        }
+        Err(e) => Err(Failure {
+            code: EXIT_DOWN_OR_PEER_GONE,
+            error: e.into(),
+        }),
     }
 }
 

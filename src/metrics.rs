@@ -14,6 +14,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::CheckLabels;
+
 /// `1` while the process runs; label `version`.
 pub const UP: &str = "anycastd_up";
 /// `1` when the service is up, `0` otherwise; label `service`.
@@ -35,8 +37,39 @@ pub const ROUTES_DESIRED: &str = "anycastd_routes_desired";
 /// Time from the verdict that changed the desired routes to the backend
 /// having handed the change on (ExaBGP line flushed); label `backend`.
 pub const ROUTE_CHANGE_LATENCY: &str = "anycastd_route_change_latency_seconds";
+/// bird: `configure` requests; label `result` (`ok` or `error`).
+pub const BIRD_RECONFIGURES: &str = "anycastd_bird_reconfigures_total";
+/// bird: how long BIRD took to answer `configure`.
+pub const BIRD_RECONFIGURE_DURATION: &str = "anycastd_bird_reconfigure_duration_seconds";
+/// bird: Unix time of the last accepted reconfigure.
+pub const BIRD_LAST_SUCCESS: &str = "anycastd_bird_last_success_timestamp_seconds";
 /// Config reloads; label `result` (`ok` or `error`).
 pub const CONFIG_RELOADS: &str = "anycastd_config_reloads_total";
+/// tls_certificate: seconds until the tested certificate's NotAfter, negative
+/// once expired; labels `service`, `check` and `path` (local) or `host` (remote).
+pub const CERTIFICATE_EXPIRES_IN: &str = "anycastd_certificate_expires_in_seconds";
+/// ntpq: last clock offset in milliseconds; labels `service`, `check`, `host`.
+pub const NTP_OFFSET_MS: &str = "anycastd_check_last_ntp_offset_ms";
+/// ntpq: last round-trip time in milliseconds; labels `service`, `check`, `host`.
+pub const NTP_RTT_MS: &str = "anycastd_check_last_ntp_rtt_ms";
+/// ntpq: queries sent; labels `service`, `check`, `host`.
+pub const NTP_PACKETS_SENT: &str = "anycastd_check_ntp_packets_sent_total";
+/// icmp_ping: fastest reply of the last run, seconds; labels `service`, `check`, `host`.
+pub const PING_MIN_RTT: &str = "anycastd_check_min_rtt_seconds";
+/// icmp_ping: mean round-trip time of the last run, seconds.
+pub const PING_AVG_RTT: &str = "anycastd_check_avg_rtt_seconds";
+/// icmp_ping: slowest reply of the last run, seconds.
+pub const PING_MAX_RTT: &str = "anycastd_check_max_rtt_seconds";
+/// icmp_ping: population standard deviation of the last run's RTTs, seconds.
+pub const PING_STD_DEV_RTT: &str = "anycastd_check_std_dev_rtt_seconds";
+/// icmp_ping: share of the last run's echo requests left unanswered, percent.
+pub const PING_LOSS: &str = "anycastd_check_loss_percent";
+/// icmp_ping: echo requests sent.
+pub const PING_SENT: &str = "anycastd_check_packets_sent_total";
+/// icmp_ping: echo replies received (duplicates not included).
+pub const PING_RECEIVED: &str = "anycastd_check_packets_received_total";
+/// icmp_ping: duplicate echo replies received.
+pub const PING_DUPLICATES: &str = "anycastd_check_packets_received_duplicates_total";
 
 /// Installs the global recorder and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
@@ -77,6 +110,48 @@ fn describe() {
         "Seconds from a verdict changing the desired routes to the backend passing the change on"
     );
     describe_counter!(CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result");
+    describe_counter!(BIRD_RECONFIGURES, "BIRD reconfigure requests, by result");
+    describe_histogram!(
+        BIRD_RECONFIGURE_DURATION,
+        "Seconds BIRD took to answer configure"
+    );
+    describe_gauge!(
+        BIRD_LAST_SUCCESS,
+        "Unix time of BIRD's last accepted reconfigure"
+    );
+    describe_gauge!(
+        CERTIFICATE_EXPIRES_IN,
+        "Seconds until the tested certificate expires (negative once expired)"
+    );
+    describe_gauge!(
+        NTP_OFFSET_MS,
+        "Estimated offset of the local clock to the NTP server, ms"
+    );
+    describe_gauge!(NTP_RTT_MS, "Round-trip time of the last NTP query, ms");
+    describe_counter!(NTP_PACKETS_SENT, "NTP queries sent");
+    describe_gauge!(
+        PING_MIN_RTT,
+        "Fastest echo reply of the last ping run, seconds"
+    );
+    describe_gauge!(
+        PING_AVG_RTT,
+        "Mean round-trip time of the last ping run, seconds"
+    );
+    describe_gauge!(
+        PING_MAX_RTT,
+        "Slowest echo reply of the last ping run, seconds"
+    );
+    describe_gauge!(
+        PING_STD_DEV_RTT,
+        "Standard deviation of the last ping run's round-trip times, seconds"
+    );
+    describe_gauge!(
+        PING_LOSS,
+        "Echo requests of the last ping run that got no reply, percent"
+    );
+    describe_counter!(PING_SENT, "ICMP echo requests sent");
+    describe_counter!(PING_RECEIVED, "ICMP echo replies received");
+    describe_counter!(PING_DUPLICATES, "Duplicate ICMP echo replies received");
 }
 
 pub fn service_up(service: &str, up: bool) {
@@ -118,8 +193,85 @@ pub fn route_change_latency(backend: &'static str, seconds: f64) {
     metrics::histogram!(ROUTE_CHANGE_LATENCY, "backend" => backend).record(seconds);
 }
 
+/// Makes the error counter visible at zero before any error happens.
+pub fn backend_errors_zero(backend: &'static str, kinds: &[&'static str]) {
+    for kind in kinds {
+        metrics::counter!(BACKEND_ERRORS, "backend" => backend, "kind" => *kind).absolute(0);
+    }
+}
+
+pub fn bird_reconfigure(ok: bool, seconds: f64) {
+    metrics::counter!(BIRD_RECONFIGURES, "result" => if ok { "ok" } else { "error" }).increment(1);
+    metrics::histogram!(BIRD_RECONFIGURE_DURATION).record(seconds);
+    if ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        metrics::gauge!(BIRD_LAST_SUCCESS).set(now);
+    }
+}
+
 pub fn config_reload(ok: bool) {
     metrics::counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// `source` is `"path"` for a local file or `"host"` for a remote server.
+pub fn certificate_expires_in(
+    labels: &CheckLabels,
+    source: &'static str,
+    value: &str,
+    seconds: f64,
+) {
+    let labels = [
+        ("service", labels.service.clone()),
+        ("check", labels.check.clone()),
+        (source, value.to_string()),
+    ];
+    metrics::gauge!(CERTIFICATE_EXPIRES_IN, &labels).set(seconds);
+}
+
+fn check_host_labels(labels: &CheckLabels, host: &str) -> [(&'static str, String); 3] {
+    [
+        ("service", labels.service.clone()),
+        ("check", labels.check.clone()),
+        ("host", host.to_string()),
+    ]
+}
+
+pub fn ntp_packet_sent(labels: &CheckLabels, host: &str) {
+    metrics::counter!(NTP_PACKETS_SENT, &check_host_labels(labels, host)).increment(1);
+}
+
+pub fn ntp_reply(labels: &CheckLabels, host: &str, offset_ms: f64, rtt_ms: f64) {
+    let labels = check_host_labels(labels, host);
+    metrics::gauge!(NTP_OFFSET_MS, &labels).set(offset_ms);
+    metrics::gauge!(NTP_RTT_MS, &labels).set(rtt_ms);
+}
+
+/// What one icmp_ping run exports.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PingStats {
+    pub sent: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub min_rtt_seconds: f64,
+    pub avg_rtt_seconds: f64,
+    pub max_rtt_seconds: f64,
+    pub std_dev_rtt_seconds: f64,
+    pub loss_percent: f64,
+}
+
+pub fn ping_run(labels: &CheckLabels, host: &str, stats: &PingStats) {
+    let labels = check_host_labels(labels, host);
+    metrics::gauge!(PING_MIN_RTT, &labels).set(stats.min_rtt_seconds);
+    metrics::gauge!(PING_AVG_RTT, &labels).set(stats.avg_rtt_seconds);
+    metrics::gauge!(PING_MAX_RTT, &labels).set(stats.max_rtt_seconds);
+    metrics::gauge!(PING_STD_DEV_RTT, &labels).set(stats.std_dev_rtt_seconds);
+    metrics::gauge!(PING_LOSS, &labels).set(stats.loss_percent);
+    metrics::counter!(PING_SENT, &labels).increment(stats.sent);
+    metrics::counter!(PING_RECEIVED, &labels).increment(stats.received);
+    metrics::counter!(PING_DUPLICATES, &labels).increment(stats.duplicates);
 }
 
 /// Binds the metrics listener; done before the daemon starts so a busy port

@@ -5,6 +5,7 @@
 //! Each backend keeps its decisions (what to add, what to remove, what a reply
 //! means) in a pure part and its I/O in a thin async loop.
 
+pub mod bird;
 pub mod exabgp;
 
 use std::future::Future;
@@ -50,7 +51,11 @@ pub trait Backend: Send {
 pub fn build(config: &Config) -> Result<Box<dyn Backend>, BackendError> {
     match config.backend {
         BackendKind::Exabgp => Ok(Box::new(exabgp::ExabgpBackend::stdio(config))),
-        BackendKind::Bird => Err(BackendError::NotImplemented("bird")),
+        BackendKind::Bird => match &config.bird {
+            Some(bird) => Ok(Box::new(bird::BirdBackend::new(bird.clone()))),
+            // Config resolution requires `announcer.bird` for this backend.
+            None => Err(BackendError::NotImplemented("bird")),
+        },
         BackendKind::Native => Err(BackendError::NotImplemented("native")),
     }
 }

@@ -7,7 +7,12 @@
 //! is simply dropped by the engine when its timeout passes.
 
 mod assigned_address;
+mod dns;
 mod http;
+mod icmp;
+mod ntp;
+mod tftp;
+mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -89,14 +94,18 @@ pub struct CheckLabels {
 
 /// Builds the runnable check for one configured check of `service`.
 pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, BuildError> {
-    let _labels = CheckLabels {
+    let labels = CheckLabels {
         service: service.to_string(),
         check: check.name.clone(),
     };
     Ok(match &check.spec {
         CheckSpec::AssignedAddress(spec) => Box::new(AssignedAddress::new(spec)),
         CheckSpec::Http2xx(spec) => Box::new(Http2xx::new(spec)?),
-        other => return Err(BuildError::NotImplemented(other.kind().as_str())),
+        CheckSpec::DnsLookup(spec) => Box::new(dns::DnsLookup::new(spec)?),
+        CheckSpec::TftpRrq(spec) => Box::new(tftp::TftpRrq::new(spec)?),
+        CheckSpec::Ntpq(spec) => Box::new(ntp::Ntpq::new(spec, &labels)?),
+        CheckSpec::IcmpPing(spec) => Box::new(icmp::IcmpPing::new(spec, &labels)?),
+        CheckSpec::TlsCertificate(spec) => Box::new(tls::TlsCertificate::new(spec, &labels)?),
     })
 }
 

@@ -16,9 +16,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use duration::{ConfigDuration, format_duration, parse_duration};
-pub use model::{BackendKind, CheckKind};
+pub use model::{BackendKind, BirdFormat, BirdRouteKind, CheckKind};
+pub(crate) use resolve::split_host_port;
 pub use resolve::{
-    CheckConfig, CheckSpec, Config, ExabgpConfig, NextHop, PeerConfig, ServiceConfig, Strategy,
+    BirdConfig, CheckConfig, CheckSpec, Config, ExabgpConfig, NextHop, PeerConfig, ServiceConfig,
+    Strategy,
 };
 
 /// One thing wrong with the config, at a key path.

@@ -60,6 +60,8 @@ pub struct RawAnnouncer {
     pub peers: Vec<RawPeer>,
     #[serde(default)]
     pub exabgp: Option<RawExabgp>,
+    #[serde(default)]
+    pub bird: Option<RawBird>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +92,60 @@ pub struct RawExabgp {
     /// How long to wait for ExaBGP's acknowledgements at shutdown.
     #[serde(default)]
     pub shutdown_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBird {
+    /// The file anycastd owns: IPv4 `route` lines (static format) or both
+    /// prefix sets (prefix_set format).
+    pub include_file: String,
+    /// IPv6 `route` lines for the static format (a static protocol has one channel).
+    #[serde(default)]
+    pub include_file6: Option<String>,
+    #[serde(default)]
+    pub socket: Option<String>,
+    #[serde(default)]
+    pub format: Option<BirdFormat>,
+    #[serde(default)]
+    pub variable: Option<String>,
+    #[serde(default)]
+    pub route_kind: Option<BirdRouteKind>,
+    #[serde(default)]
+    pub reload_command: Option<Vec<String>>,
+    #[serde(default)]
+    pub reconfigure_timeout: Option<ConfigDuration>,
+}
+
+/// What the include file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BirdFormat {
+    /// `route P blackhole;` lines, included inside a `protocol static`.
+    #[default]
+    Static,
+    /// `define NAME_V4 = [ ... ];` prefix sets, as anycast-healthchecker writes.
+    PrefixSet,
+}
+
+/// The destination of the static routes anycastd writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BirdRouteKind {
+    #[default]
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+impl BirdRouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BirdRouteKind::Blackhole => "blackhole",
+            BirdRouteKind::Unreachable => "unreachable",
+            BirdRouteKind::Prohibit => "prohibit",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ pub struct Config {
     pub local_asn: Option<u32>,
     pub peers: Vec<PeerConfig>,
     pub exabgp: ExabgpConfig,
+    /// Settings of the bird backend; `Some` whenever `announcer.bird` is set.
+    pub bird: Option<BirdConfig>,
     /// Things that load but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -168,6 +170,23 @@ pub struct ExabgpConfig {
     pub shutdown_timeout: Duration,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirdConfig {
+    pub include_file: PathBuf,
+    pub include_file6: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub format: BirdFormat,
+    /// Prefix-set base name; the sets are `{variable}_V4` and `{variable}_V6`.
+    pub variable: String,
+    pub route_kind: BirdRouteKind,
+    /// Run instead of talking to the control socket (argv, no shell).
+    pub reload_command: Option<Vec<String>>,
+    pub reconfigure_timeout: Duration,
+}
+
+/// Debian's and the RPMs' control socket path.
+pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
+
 /// Collects problems so the operator sees all of them at once.
 #[derive(Default)]
 struct Problems(Vec<Problem>);
@@ -286,6 +305,19 @@ pub(super) fn resolve(
     }
 
     let exabgp = resolve_exabgp(announcer.exabgp.unwrap_or_default(), &mut problems);
+    let has_v6 = routes
+        .iter()
+        .chain(services.iter().flat_map(|s| s.routes.iter()))
+        .any(|r| matches!(r, IpNet::V6(_)));
+    let bird = announcer
+        .bird
+        .map(|raw| resolve_bird(raw, has_v6, &mut problems));
+    if backend == BackendKind::Bird && bird.is_none() {
+        problems.add(
+            "announcer.bird",
+            "required by the bird backend: at least `include_file`",
+        );
+    }
 
     let metrics = match raw.metrics {
         None => None,
@@ -326,6 +358,7 @@ pub(super) fn resolve(
         local_asn: announcer.local_asn,
         peers,
         exabgp,
+        bird,
         warnings,
     })
 }
@@ -686,5 +719,81 @@ fn resolve_exabgp(raw: RawExabgp, problems: &mut Problems) -> ExabgpConfig {
             .shutdown_timeout
             .map(ConfigDuration::get)
             .unwrap_or(Duration::from_secs(2)),
+    }
+}
+
+fn resolve_bird(raw: RawBird, has_v6: bool, problems: &mut Problems) -> BirdConfig {
+    let format = raw.format.unwrap_or_default();
+    let path = |key: &str, value: &str, problems: &mut Problems| -> PathBuf {
+        let p = PathBuf::from(value);
+        if !p.is_absolute() {
+            problems.add(
+                format!("announcer.bird.{key}"),
+                format!("expected an absolute path, found \"{value}\""),
+            );
+        }
+        p
+    };
+    let include_file = path("include_file", &raw.include_file, problems);
+    let include_file6 = raw
+        .include_file6
+        .as_deref()
+        .map(|f| path("include_file6", f, problems));
+    match (format, &include_file6) {
+        (BirdFormat::Static, None) if has_v6 => problems.add(
+            "announcer.bird.include_file6",
+            "required for IPv6 routes with the static format (a BIRD static protocol has one channel: include this file in an ipv6 one)",
+        ),
+        (BirdFormat::Static, Some(six)) if *six == include_file => problems.add(
+            "announcer.bird.include_file6",
+            "must differ from include_file",
+        ),
+        (BirdFormat::PrefixSet, Some(_)) => problems.add(
+            "announcer.bird.include_file6",
+            "only used by the static format; the prefix_set format writes both sets to include_file",
+        ),
+        _ => {}
+    }
+    let variable = raw.variable.unwrap_or_else(|| "ANYCASTD_PREFIXES".into());
+    let symbol_ok = variable
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && variable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !symbol_ok {
+        problems.add(
+            "announcer.bird.variable",
+            format!("expected a BIRD symbol name (letters, digits, _), found \"{variable}\""),
+        );
+    }
+    if let Some(argv) = &raw.reload_command
+        && argv.first().is_none_or(|a| a.is_empty())
+    {
+        problems.add(
+            "announcer.bird.reload_command",
+            "expected a program and its arguments, e.g. [\"/usr/sbin/birdc\", \"configure\"]",
+        );
+    }
+    let reconfigure_timeout = raw
+        .reconfigure_timeout
+        .map(ConfigDuration::get)
+        .unwrap_or(Duration::from_secs(10));
+    if reconfigure_timeout.is_zero() {
+        problems.add(
+            "announcer.bird.reconfigure_timeout",
+            "must be longer than zero",
+        );
+    }
+    BirdConfig {
+        include_file,
+        include_file6,
+        socket: PathBuf::from(raw.socket.unwrap_or_else(|| DEFAULT_BIRD_SOCKET.into())),
+        format,
+        variable,
+        route_kind: raw.route_kind.unwrap_or_default(),
+        reload_command: raw.reload_command,
+        reconfigure_timeout,
     }
 }

@@ -441,7 +441,8 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_string())
 }
 
 /// The value of the first sample of `metrics` whose line starts with `series`
@@ -451,4 +452,65 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         .lines()
         .filter(|l| !l.starts_with('#') && l.starts_with(series))
         .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free TCP port")
+}
+
+/// Runs `anycastd check` on `config` and returns its exit code and rows as
+/// (check name → (verdict, reason)).
+pub fn check_rows(
+    config: &Path,
+) -> (
+    i32,
+    std::collections::BTreeMap<String, (String, String)>,
+    String,
+) {
+    let out = Command::new(anycastd_bin())
+        .arg("-c")
+        .arg(config)
+        .arg("check")
+        .output()
+        .expect("run anycastd check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut rows = std::collections::BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let cells: Vec<&str> = line.split("  ").filter(|c| !c.trim().is_empty()).collect();
+        if cells.len() >= 3 {
+            let reason = cells
+                .get(4)
+                .map(|r| r.trim().to_string())
+                .unwrap_or_default();
+            rows.insert(
+                cells[1].trim().to_string(),
+                (cells[2].trim().to_string(), reason),
+            );
+        }
+    }
+    (out.status.code().unwrap_or(-1), rows, text)
+}
+
+/// Starts a foreground server process, killed when the guard drops.
+pub fn spawn_server(name: &'static str, program: &str, args: &[&str]) -> Daemon {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    Daemon { child, name }
 }

@@ -1,0 +1,399 @@
+//! The `bird` backend: anycastd owns an include file (two for the static
+//! format with IPv6) and has BIRD reconfigure whenever the healthy set
+//! changes, rolling the file back if BIRD refuses it.
+//!
+//! ```text
+//! desired routes ─► render (pure) ─► atomic write ─► `configure` over the
+//!                                      ▲            control socket (or
+//!                   restore previous ──┘ refused    reload_command)
+//! ```
+//!
+//! Changes arriving within a millisecond of each other are coalesced into one
+//! reconfigure. A BIRD that is down or refuses is retried with capped
+//! backoff; the daemon never exits over it. Plain `configure` is used, never
+//! `configure soft`, which would not re-run export filters on routes already
+//! exported.
+
+pub mod control;
+pub mod render;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backend, BackendFuture, Backoff};
+use crate::config::BirdConfig;
+use crate::engine::DesiredRoutes;
+use crate::metrics;
+use control::ControlError;
+use render::{RenderedFile, render};
+
+const NAME: &str = "bird";
+/// A change is applied once no further change came for this long...
+const QUIET: Duration = Duration::from_millis(1);
+/// ...or once this long has passed since the first change of a burst.
+const MAX_COALESCE: Duration = Duration::from_millis(20);
+
+/// Why the bird backend could not apply a route set.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BirdError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("reload_command {command:?} failed: {message}")]
+    ReloadCommand { command: String, message: String },
+}
+
+impl BirdError {
+    /// Whether BIRD itself refused (then the previous files are restored).
+    fn refused(&self) -> bool {
+        matches!(
+            self,
+            BirdError::Control(ControlError::Refused { .. }) | BirdError::ReloadCommand { .. }
+        )
+    }
+
+    fn metric_kind(&self) -> &'static str {
+        match self {
+            BirdError::Write { .. } => "write",
+            BirdError::Control(ControlError::Refused { .. }) | BirdError::ReloadCommand { .. } => {
+                "refused"
+            }
+            BirdError::Control(ControlError::Timeout(_)) => "timeout",
+            BirdError::Control(_) => "unreachable",
+        }
+    }
+}
+
+pub struct BirdBackend {
+    config: BirdConfig,
+    /// The set BIRD last accepted; `None` until the first success.
+    accepted: Option<BTreeSet<IpNet>>,
+    /// The last fault logged, so a repeating one is logged once.
+    last_fault: Option<String>,
+}
+
+impl BirdBackend {
+    pub fn new(config: BirdConfig) -> BirdBackend {
+        BirdBackend {
+            config,
+            accepted: None,
+            last_fault: None,
+        }
+    }
+
+    async fn run_loop(
+        mut self,
+        mut desired: watch::Receiver<DesiredRoutes>,
+        shutdown: CancellationToken,
+    ) -> Result<(), super::BackendError> {
+        metrics::backend_errors_zero(NAME, &["write", "refused", "timeout", "unreachable"]);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        // At start the files are rewritten from our own state (empty until
+        // the first verdicts), which corrects whatever a crash left behind.
+        let mut current = desired.borrow_and_update().clone();
+        if !self.converge(&current, &mut backoff, &mut retry_at).await {
+            tracing::info!("BIRD not updated yet; will retry");
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    coalesce(&mut desired).await;
+                    current = desired.borrow_and_update().clone();
+                    retry_at = None;
+                    self.converge(&current, &mut backoff, &mut retry_at).await;
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    retry_at = None;
+                    self.converge(&current, &mut backoff, &mut retry_at).await;
+                }
+            }
+        }
+        // Shutdown: withdraw everything; one attempt, then leave the empty
+        // files for BIRD's next start if it is not reachable now.
+        match self.apply(&BTreeSet::new()).await {
+            Ok(()) => tracing::info!("withdrew all routes from BIRD"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not withdraw routes from BIRD at shutdown")
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `desired` unless BIRD already has it; schedules a retry on failure.
+    async fn converge(
+        &mut self,
+        desired: &DesiredRoutes,
+        backoff: &mut Backoff,
+        retry_at: &mut Option<tokio::time::Instant>,
+    ) -> bool {
+        if self.accepted.as_ref() == Some(&desired.routes) {
+            return true;
+        }
+        match self.apply(&desired.routes).await {
+            Ok(()) => {
+                backoff.reset();
+                if let Some(at) = desired.changed_at {
+                    metrics::route_change_latency(NAME, at.elapsed().as_secs_f64());
+                }
+                if self.last_fault.take().is_some() {
+                    tracing::info!("BIRD accepted the routes again");
+                }
+                true
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                *retry_at = Some(tokio::time::Instant::now() + delay);
+                let text = e.to_string();
+                if self.last_fault.as_deref() != Some(&text) {
+                    tracing::error!(error = %text, retry_in = ?delay, "BIRD update failed");
+                    self.last_fault = Some(text);
+                } else {
+                    tracing::debug!(error = %text, retry_in = ?delay, "BIRD update failed again");
+                }
+                false
+            }
+        }
+    }
+
+    /// Writes the files for `routes` and has BIRD reconfigure; on refusal
+    /// restores the previous files and reconfigures again.
+    async fn apply(&mut self, routes: &BTreeSet<IpNet>) -> Result<(), BirdError> {
+        let files = render(&self.config, routes);
+        let previous: Vec<(RenderedFile, Option<String>)> = files
+            .iter()
+            .map(|f| (f.clone(), std::fs::read_to_string(&f.path).ok()))
+            .collect();
+        for file in &files {
+            write_atomically(&file.path, &file.content)
+                .inspect_err(|_| metrics::backend_error(NAME, "write"))?;
+        }
+        let started = Instant::now();
+        let result = self.reconfigure().await;
+        metrics::bird_reconfigure(result.is_ok(), started.elapsed().as_secs_f64());
+        match result {
+            Ok(message) => {
+                tracing::debug!(routes = routes.len(), bird = %message, took = ?started.elapsed(), "BIRD reconfigured");
+                self.accepted = Some(routes.clone());
+                metrics::routes_announced(NAME, routes.len());
+                Ok(())
+            }
+            Err(e) => {
+                metrics::backend_error(NAME, e.metric_kind());
+                if e.refused() {
+                    self.restore(&previous).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn restore(&mut self, previous: &[(RenderedFile, Option<String>)]) {
+        for (file, content) in previous {
+            let result = match content {
+                Some(content) => write_atomically(&file.path, content),
+                None => std::fs::remove_file(&file.path).map_err(|source| BirdError::Write {
+                    path: file.path.display().to_string(),
+                    source,
+                }),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "could not restore the previous BIRD include file");
+            }
+        }
+        if let Err(e) = self.reconfigure().await {
+            tracing::debug!(error = %e, "reconfigure after restoring the previous file failed");
+        }
+    }
+
+    async fn reconfigure(&self) -> Result<String, BirdError> {
+        match &self.config.reload_command {
+            None => Ok(
+                control::configure(&self.config.socket, self.config.reconfigure_timeout).await?,
+            ),
+            Some(argv) => run_reload_command(argv, self.config.reconfigure_timeout).await,
+        }
+    }
+}
+
+/// Waits until changes stop arriving for [`QUIET`], at most [`MAX_COALESCE`].
+async fn coalesce(desired: &mut watch::Receiver<DesiredRoutes>) {
+    let deadline = tokio::time::Instant::now() + MAX_COALESCE;
+    loop {
+        let quiet_until = (tokio::time::Instant::now() + QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet_until, desired.changed()).await {
+            Ok(Ok(())) if tokio::time::Instant::now() < deadline => continue,
+            _ => return,
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Temp file in the same directory, fsync, rename over, fsync the directory:
+/// BIRD reads either the old or the new file, never half of one, even
+/// across a power cut.
+pub fn write_atomically(path: &Path, content: &str) -> Result<(), BirdError> {
+    use std::io::Write;
+    let err = |source| BirdError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.anycastd-{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&temp).map_err(err)?;
+    let written = file
+        .write_all(content.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err(e));
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
+}
+
+async fn run_reload_command(argv: &[String], timeout: Duration) -> Result<String, BirdError> {
+    let command = argv.join(" ");
+    let failed = |message: String| BirdError::ReloadCommand {
+        command: command.clone(),
+        message,
+    };
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| failed("empty command".into()))?;
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(timeout, child).await {
+        Err(_) => return Err(failed(format!("no exit within {timeout:?}"))),
+        Ok(Err(e)) => {
+            return Err(BirdError::Control(ControlError::Unreachable {
+                socket: command.clone(),
+                reason: e.to_string(),
+            }));
+        }
+        Ok(Ok(output)) => output,
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .collect::<Vec<_>>()
+    .join(" / ");
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(failed(format!("{} ({})", text, output.status)))
+    }
+}
+
+/// `anycastd bird-flush`: writes the empty set and reconfigures once, for
+/// systemd's `ExecStopPost` after a crash.
+pub async fn flush(config: &BirdConfig) -> Result<(), BirdError> {
+    let mut backend = BirdBackend::new(config.clone());
+    backend.apply(&BTreeSet::new()).await
+}
+
+impl Backend for BirdBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(
+        self: Box<Self>,
+        desired: watch::Receiver<DesiredRoutes>,
+        shutdown: CancellationToken,
+    ) -> BackendFuture {
+        Box::pin(self.run_loop(desired, shutdown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anycastd.conf");
+        write_atomically(&path, "one\n").unwrap();
+        write_atomically(&path, "two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["anycastd.conf"]);
+    }
+
+    #[test]
+    fn atomic_write_reports_the_path() {
+        let err = write_atomically(Path::new("/nonexistent/dir/f.conf"), "x").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot write /nonexistent/dir/f.conf"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reload_command_success_and_failure() {
+        let ok = run_reload_command(
+            &["echo".into(), "Reconfigured".into()],
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(ok.unwrap(), "Reconfigured");
+        let err = run_reload_command(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo 'bird.conf:1:2 syntax error' >&2; exit 1".into(),
+            ],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.refused());
+        assert!(
+            err.to_string().contains("bird.conf:1:2 syntax error"),
+            "{err}"
+        );
+        let missing = run_reload_command(&["/nonexistent/birdc".into()], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(!missing.refused());
+    }
+}
