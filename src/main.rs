@@ -58,7 +58,10 @@ fn init_logging(cli: &Cli) {
     // is a check verdict, already reported with its reason.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(cli.log_level)
-        .with_target("rustls", tracing::level_filters::LevelFilter::OFF);
+        .with_target("rustls", tracing::level_filters::LevelFilter::OFF)
+        // Connection-pool chatter would drown anycastd's own debug lines.
+        .with_target("hyper_util", tracing::level_filters::LevelFilter::INFO)
+        .with_target("reqwest", tracing::level_filters::LevelFilter::INFO);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(cli.log_level)
@@ -175,11 +178,12 @@ async fn bird_flush(cli: &Cli) -> Result<u8, Failure> {
         return Err(config_failure(anyhow::anyhow!("announcer.bird is not set")));
     };
     match backend::bird::flush(bird).await {
-        Ok(()) => {
-            println!(
-                "{}: emptied; BIRD reconfigured",
-                bird.include_file.display()
-            );
+        Ok(done) => {
+            let what = match done {
+                backend::bird::Flushed::Reconfigured => "BIRD reconfigured",
+                backend::bird::Flushed::BirdNotRunning => "BIRD is not running",
+            };
+            println!("{}: emptied; {what}", bird.include_file.display());
             Ok(0)
         }
         Err(e) => Err(Failure {

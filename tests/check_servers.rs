@@ -284,7 +284,7 @@ fn ntp_metrics_are_exported() {
         Duration::from_secs(10),
     );
     let address = format!("127.0.0.1:{metrics_port}");
-    let labels = format!("{{service=\"s\",check=\"ntpq\",host=\"127.0.0.1\"}}");
+    let labels = r#"{service="s",check="ntpq",host="127.0.0.1"}"#;
     let mut text = String::new();
     wait_until(Duration::from_secs(10), "ntp metrics", || {
         text = http_get(&address, "/metrics").unwrap_or_default();

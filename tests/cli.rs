@@ -130,7 +130,7 @@ fn check_runs_http_against_a_real_server() {
 }
 
 #[test]
-fn unimplemented_backend_is_refused_clearly() {
+fn backend_flag_decides_which_keys_are_required() {
     let dir = scratch();
     let file = dir.path().join("c.yaml");
     std::fs::write(&file, LOOPBACK).unwrap();
@@ -143,7 +143,7 @@ fn unimplemented_backend_is_refused_clearly() {
     ]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("the bird backend is not implemented yet"),
+        err.contains("announcer.bird: required by the bird backend"),
         "{err}"
     );
 }

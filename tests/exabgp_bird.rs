@@ -15,12 +15,13 @@ use common::*;
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Lab {
-    dir: tempfile::TempDir,
     http: HealthServer,
     bird: Bird,
     exabgp: Daemon,
     v4: String,
     v6: String,
+    /// Last: dropped after the daemons living in it.
+    dir: tempfile::TempDir,
 }
 
 impl Lab {
@@ -74,12 +75,12 @@ protocol bgp exa {{
         );
         let exabgp = start_exabgp(dir.path(), n, &config, respawn);
         Lab {
-            dir,
             http,
             bird,
             exabgp,
             v4,
             v6,
+            dir,
         }
     }
 

@@ -30,11 +30,19 @@ use crate::config::format_duration;
 use crate::config::model::IcmpPingSpec;
 use crate::metrics::{self, PingStats};
 
-/// The echo payload (32 bytes, like pro-bing's default size of 24 plus room).
+/// The echo request payload: 32 bytes, recognisable in a packet capture.
 const PAYLOAD: &[u8; 32] = b"anycastd icmp_ping health check.";
 /// Replies are awaited until this long before the engine's timeout, at most.
 const MAX_MARGIN: Duration = Duration::from_millis(100);
 const GROUP_RANGE_FILE: &str = "/proc/sys/net/ipv4/ping_group_range";
+/// Echo requests leave at most this fast, all checks together, with bursts
+/// of [`SEND_BURST`]. Every reply lands in the one shared socket's receive
+/// buffer (a raw socket also sees every other ICMP packet, and on loopback
+/// the requests too); surge-ping offers no way to enlarge it, and a burst of
+/// thousands of checks starting together overflowed it in tests, which
+/// showed up as lost replies.
+const SEND_RATE_PER_SECOND: u32 = 10_000;
+const SEND_BURST: u32 = 32;
 
 pub struct IcmpPing {
     /// As configured: an IP literal or a DNS name; the `host` label.
@@ -187,6 +195,12 @@ async fn echo(
         return Echo::Late;
     }
     tokio::time::sleep_until(due).await;
+    let Some(slot) = reserve_send_slot(deadline) else {
+        return Echo::SendFailed(format!(
+            "the send pace shared by all icmp_ping checks ({SEND_RATE_PER_SECOND} echo requests per second) left no time before the timeout"
+        ));
+    };
+    tokio::time::sleep_until(slot).await;
     let mut pinger = client.pinger(address, ident).await;
     pinger.scope_id(scope_id);
     // A sequence number still in flight for this host (only after 65,536
@@ -202,6 +216,29 @@ async fn echo(
         }
     }
     Echo::SendFailed("no free ICMP sequence number".into())
+}
+
+/// When the next echo request may leave (see [`SEND_RATE_PER_SECOND`]), or
+/// `None` if not before `deadline`.
+fn reserve_send_slot(deadline: Instant) -> Option<Instant> {
+    static NEXT: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(PoisonError::into_inner);
+    let (slot, after) = pace(*next, Instant::now(), deadline)?;
+    *next = Some(after);
+    Some(slot)
+}
+
+/// The generic cell rate algorithm: `next` is the theoretical time of the
+/// next send; a send may go up to [`SEND_BURST`] gaps ahead of it. Returns
+/// the send time and the new `next`, or `None` when the send time would
+/// not come before `deadline` (nothing is reserved then).
+fn pace(next: Option<Instant>, now: Instant, deadline: Instant) -> Option<(Instant, Instant)> {
+    let gap = Duration::from_secs(1) / SEND_RATE_PER_SECOND;
+    let next = next.map_or(now, |n| n.max(now));
+    let slot = next
+        .checked_sub(gap * SEND_BURST)
+        .map_or(now, |s| s.max(now));
+    (slot < deadline).then_some((slot, next + gap))
 }
 
 /// An echo reply, or the ICMP error a router sent in its place.
@@ -660,6 +697,29 @@ mod tests {
             reason.starts_with("cannot resolve \"nohost.invalid\": "),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn sends_are_paced_after_a_burst() {
+        let now = Instant::now();
+        let far = now + Duration::from_secs(60);
+        let gap = Duration::from_secs(1) / SEND_RATE_PER_SECOND;
+        let mut next = None;
+        let mut slots = Vec::new();
+        for _ in 0..200 {
+            let (slot, after) = pace(next, now, far).unwrap();
+            next = Some(after);
+            slots.push(slot);
+        }
+        let burst = slots.iter().filter(|s| **s == now).count();
+        assert_eq!(burst, SEND_BURST as usize + 1);
+        assert_eq!(slots[199] - now, gap * (199 - SEND_BURST));
+        assert!(slots.windows(2).all(|w| w[0] <= w[1]));
+        // A send that could not leave before the deadline reserves nothing.
+        assert_eq!(pace(next, now, now + gap), None);
+        // Idle time refills the burst.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(pace(next, later, far).unwrap().0, later);
     }
 
     /// Many checks share one socket: their requests to one host never clash.

@@ -240,7 +240,9 @@ impl Drop for Daemon {
 /// A BIRD 2 instance with its own config, socket and pid file.
 pub struct Bird {
     pub socket: PathBuf,
-    pid_file: PathBuf,
+    /// Read once BIRD is up: the pid file may be gone (with its scratch
+    /// directory) by the time the guard drops.
+    pid: Option<i32>,
 }
 
 impl Bird {
@@ -259,10 +261,14 @@ impl Bird {
             .status()
             .expect("start bird");
         assert!(status.success(), "bird refused its config:\n{config}");
-        let bird = Bird { socket, pid_file };
+        let mut bird = Bird { socket, pid: None };
         wait_until(Duration::from_secs(10), "BIRD's control socket", || {
             bird.birdc("show status").contains("Daemon is up")
         });
+        bird.pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        assert!(bird.pid.is_some(), "BIRD wrote no pid file");
         bird
     }
 
@@ -290,16 +296,19 @@ impl Bird {
     }
 
     pub fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
+        self.pid
     }
 }
 
 impl Drop for Bird {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
+        if let Some(pid) = self.pid {
             let _ = Command::new("kill").arg(pid.to_string()).status();
+            // Wait (bounded) so the next test can bind the same addresses.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+                thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }

@@ -319,11 +319,25 @@ async fn run_reload_command(argv: &[String], timeout: Duration) -> Result<String
     }
 }
 
+/// What `anycastd bird-flush` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flushed {
+    /// Files emptied and BIRD reconfigured.
+    Reconfigured,
+    /// Files emptied; BIRD is not running, so it reads them when it starts.
+    BirdNotRunning,
+}
+
 /// `anycastd bird-flush`: writes the empty set and reconfigures once, for
-/// systemd's `ExecStopPost` after a crash.
-pub async fn flush(config: &BirdConfig) -> Result<(), BirdError> {
+/// systemd's `ExecStartPre`/`ExecStopPost`. A BIRD that is not running is
+/// not an error: it will read the empty files when it starts.
+pub async fn flush(config: &BirdConfig) -> Result<Flushed, BirdError> {
     let mut backend = BirdBackend::new(config.clone());
-    backend.apply(&BTreeSet::new()).await
+    match backend.apply(&BTreeSet::new()).await {
+        Ok(()) => Ok(Flushed::Reconfigured),
+        Err(BirdError::Control(ControlError::Unreachable { .. })) => Ok(Flushed::BirdNotRunning),
+        Err(e) => Err(e),
+    }
 }
 
 impl Backend for BirdBackend {
