@@ -86,15 +86,20 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(report) = reports.recv() => {
-                let current = entries.get(&report.service).map(|e| e.epoch);
-                if current != Some(report.epoch) {
-                    continue;
+                // Take every report already waiting, then publish once: many
+                // services flipping together become one change for the backend.
+                let decided_at = report.outcome.finished_at;
+                let mut next = Some(report);
+                while let Some(report) = next {
+                    if entries.get(&report.service).map(|e| e.epoch) == Some(report.epoch) {
+                        record_round(&report);
+                        if let Some(transition) = book.observe(&report.service, report.outcome.passed) {
+                            log_transition(&transition, &report.outcome);
+                        }
+                    }
+                    next = reports.try_recv().ok();
                 }
-                record_round(&report);
-                if let Some(transition) = book.observe(&report.service, report.outcome.passed) {
-                    log_transition(&transition, &report.outcome);
-                }
-                publish(&book, &desired, report.outcome.finished_at);
+                publish(&book, &desired, decided_at);
             }
             Some(command) = commands.recv() => match command {
                 EngineCommand::Reload(new_config, prepared) => {
