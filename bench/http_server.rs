@@ -8,10 +8,15 @@
 //!   time is recorded per service.
 //! * `/control/fail/N`: make service N answer 503 from now on.
 //! * `/control/ok/N`: make service N answer 200 again.
+//! * `/control/fail-all`: make every service answer 503, whatever its own
+//!   flag, until `/control/ok-all`; one request, so that many services
+//!   see the change in the same check round.
+//! * `/control/ok-all`: end `fail-all`; services set failing one by one
+//!   keep failing.
 //! * `/control/count`: total `/svc/*` requests served so far.
 //! * `/control/dump`: every arrival, one line per service: `N t1 t2 ...`,
 //!   times in nanoseconds on a monotonic clock that starts with this process.
-//! * `/control/reset`: forget every arrival and failing flag.
+//! * `/control/reset`: forget every arrival and failing flag (`fail-all` too).
 //!
 //! With `--dump-file PATH`, SIGTERM/SIGINT write the same dump to PATH before
 //! exiting, so arrivals survive a harness that only kills the server.
@@ -62,6 +67,8 @@ struct Inner {
     /// comes out in service order without sorting.
     arrivals: BTreeMap<u32, Vec<u64>>,
     failing: HashSet<u32>,
+    /// Set by `/control/fail-all`: every service fails.
+    all_failing: bool,
 }
 
 impl State {
@@ -104,7 +111,7 @@ fn handle(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         state.served.fetch_add(1, Ordering::Relaxed);
         let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.arrivals.entry(n).or_default().push(now);
-        return if inner.failing.contains(&n) {
+        return if inner.all_failing || inner.failing.contains(&n) {
             reply(StatusCode::SERVICE_UNAVAILABLE, "failing\n")
         } else {
             reply(StatusCode::OK, "ok\n")
@@ -129,6 +136,14 @@ fn handle(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         return reply(StatusCode::OK, "ok\n");
     }
     match path {
+        "/control/fail-all" | "/control/ok-all" => {
+            state
+                .inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .all_failing = path == "/control/fail-all";
+            reply(StatusCode::OK, "ok\n")
+        }
         "/control/count" => reply(
             StatusCode::OK,
             format!("{}\n", state.served.load(Ordering::Relaxed)),

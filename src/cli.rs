@@ -1,5 +1,9 @@
-//! The command line: subcommands and flags, with their help text. The man
-//! page and shell completions are generated from these definitions.
+//! The command line: subcommands and flags, with their help text, and the
+//! manual's other sections ([`MANUAL`]: exit status, signals, environment,
+//! files). The man page `anycastd(8)` and the shell completions are
+//! generated from these definitions by `anycastd generate` ([`generate`]).
+
+pub mod generate;
 
 use std::path::PathBuf;
 
@@ -10,12 +14,15 @@ use crate::config::BackendKind;
 /// Announce anycast or service prefixes over BGP only while the services
 /// behind them are healthy.
 #[derive(Debug, Parser)]
-#[command(name = "anycastd", version, about, long_about = None)]
+#[command(name = "anycastd", version, about, long_about = LONG_ABOUT)]
 #[command(
-    after_help = "Exit status: 0 success; 1 a service is down (check) or the backend's \
-    peer went away (run); 2 configuration or usage error.\n\
+    after_help = "Exit status: 0 success; 1 a service is down (check, status), the backend's \
+    peer went away (run) or BIRD could not be updated (bird-flush); 2 configuration or usage \
+    error.\n\
     Signals (run): SIGHUP reloads the configuration; SIGTERM and SIGINT withdraw every \
-    route and exit 0; a second SIGTERM/SIGINT exits at once."
+    route and exit 0; a second SIGTERM/SIGINT exits at once.\n\
+    More with --help, in anycastd(8) and anycastd.yaml(5).",
+    after_long_help = generate::manual_text()
 )]
 pub struct Cli {
     /// Configuration file, YAML (.yaml, .yml) or JSON (.json).
@@ -53,7 +60,24 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+/// The manual's DESCRIPTION, and the top of `--help`.
+const LONG_ABOUT: &str = "\
+Announce anycast or service prefixes over BGP only while the services behind them are healthy.
+
+anycastd runs health checks against the services of this host (HTTP, DNS, ICMP, TFTP, NTP, \
+TLS certificates, assigned addresses) and keeps each service's routes announced only while \
+the service is up: when its checks fail, its routes are withdrawn and traffic moves to the \
+healthy nodes; when they pass again, the routes come back. Nothing is announced before the \
+first verdicts.
+
+Routes reach the network through one backend: exabgp (anycastd runs as an ExaBGP helper \
+process and writes announce and withdraw lines on its standard output), bird (anycastd \
+writes an include file and has BIRD reconfigure through its control socket) or native \
+(anycastd's own BGP speaker). The configuration file is described in anycastd.yaml(5).
+
+Logs go to standard error; standard output belongs to ExaBGP.";
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the daemon: check services and announce their routes (default).
     Run,
@@ -61,9 +85,45 @@ pub enum Command {
     Validate,
     /// Run every check once and print the results; exit 1 if a service is down.
     Check,
+    /// Ask the running daemon for its status and print it; exit 1 unless
+    /// every service is up.
+    ///
+    /// Reads `/status` (JSON) from the daemon's metrics listener, at
+    /// `metrics.address` of the configuration file unless --url is given, and
+    /// prints each service's state and checks (verdict, duration, reason),
+    /// then each route: desired or not, and which backend announces it.
+    /// Exit 2 when the daemon cannot be reached.
+    Status {
+        /// Where the daemon serves its status, instead of the config's
+        /// metrics.address.
+        #[arg(long, value_name = "URL", value_hint = clap::ValueHint::Url)]
+        url: Option<String>,
+    },
     /// Empty the BIRD include file(s) and have BIRD reconfigure (for systemd's
     /// ExecStopPost after a crash); exit 1 if BIRD could not be updated.
     BirdFlush,
+    /// Write the man page or the shell completions into a directory (for packagers).
+    ///
+    /// `man` writes anycastd.8; `completions` writes anycastd.bash, _anycastd
+    /// (zsh) and anycastd.fish. The copies in the source tree are made this
+    /// way: `anycastd generate man man/` and `anycastd generate completions
+    /// completions/`.
+    Generate {
+        /// What to write.
+        #[arg(value_enum, value_name = "WHAT")]
+        what: Generated,
+        /// Directory to write into; it must exist.
+        #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// The man page, anycastd.8.
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

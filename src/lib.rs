@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod status;
 
 /// Selects ring as rustls's crypto provider, once per process. Every TLS
 /// user (HTTP checks, TLS checks) calls this before building a client.

@@ -8,14 +8,16 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use anycastd::backend::{self, BackendError, exabgp::ExabgpError};
-use anycastd::cli::{Cli, Command, LogFormat};
+use anycastd::cli::{Cli, Command, Generated, LogFormat, generate};
 use anycastd::config::{self, Config, format_duration};
-use anycastd::engine::{self, DesiredRoutes, EngineCommand, PreparedService};
-use anycastd::metrics;
+use anycastd::engine::{
+    self, DesiredRoutes, EngineCommand, EngineHooks, Heartbeat, PreparedService,
+};
+use anycastd::{metrics, status};
 
 /// Exit codes, documented in the man page.
 const EXIT_DOWN_OR_PEER_GONE: u8 = 1;
@@ -38,11 +40,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     anycastd::install_crypto_provider();
-    let result = match cli.command.unwrap_or(Command::Run) {
+    let result = match cli.command.clone().unwrap_or(Command::Run) {
         Command::Validate => validate(&cli),
         Command::Check => runtime().and_then(|rt| rt.block_on(check(&cli))),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli))),
+        Command::Status { url } => show_status(&cli, url.as_deref()),
         Command::BirdFlush => runtime().and_then(|rt| rt.block_on(bird_flush(&cli))),
+        Command::Generate { what, dir } => generate_files(what, &dir),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -115,7 +119,7 @@ fn validate(cli: &Cli) -> Result<u8, Failure> {
 async fn check(cli: &Cli) -> Result<u8, Failure> {
     let (_config, prepared) = load(cli)?;
     let rounds = futures_util::future::join_all(prepared.iter().map(engine::run_round)).await;
-    let mut rows = vec![[
+    let mut rows = vec![vec![
         "SERVICE".to_string(),
         "CHECK".into(),
         "VERDICT".into(),
@@ -125,7 +129,7 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
     let mut all_up = true;
     for (service, round) in prepared.iter().zip(&rounds) {
         for check in &round.checks {
-            rows.push([
+            rows.push(vec![
                 service.config.name.clone(),
                 check.name.clone(),
                 if check.passed { "pass" } else { "fail" }.into(),
@@ -134,7 +138,7 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
             ]);
         }
         all_up &= round.passed;
-        rows.push([
+        rows.push(vec![
             service.config.name.clone(),
             format!("(service, {})", service.config.strategy.name()),
             if round.passed { "up" } else { "down" }.into(),
@@ -142,7 +146,7 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
             String::new(),
         ]);
     }
-    print_table(&rows);
+    print_out(&status::table(&rows));
     Ok(if all_up { 0 } else { EXIT_DOWN_OR_PEER_GONE })
 }
 
@@ -150,25 +154,51 @@ fn round_to_micros(d: Duration) -> Duration {
     Duration::from_micros(d.as_micros() as u64)
 }
 
-fn print_table(rows: &[[String; 5]]) {
-    let mut widths = [0usize; 5];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+/// Prints to stdout; a closed stdout (`| head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `anycastd status`: the running daemon's `/status`, as a table.
+fn show_status(cli: &Cli, url: Option<&str>) -> Result<u8, Failure> {
+    let url = match url {
+        Some(url) => url.to_string(),
+        None => {
+            let config =
+                config::load(&cli.config, cli.backend.map(Into::into)).map_err(config_failure)?;
+            let Some(address) = config.metrics else {
+                return Err(config_failure(anyhow::anyhow!(
+                    "{}: metrics are disabled, and /status is served on the metrics listener: \
+                     set metrics.enabled and metrics.address, or pass --url",
+                    config.source.display()
+                )));
+            };
+            status::url_for(address)
         }
+    };
+    let report = status::fetch(&url, Duration::from_secs(5))
+        .context("cannot read the daemon's status (is anycastd running?)")
+        .map_err(config_failure)?;
+    print_out(&status::render(&report));
+    Ok(if report.all_up() {
+        0
+    } else {
+        EXIT_DOWN_OR_PEER_GONE
+    })
+}
+
+/// `anycastd generate man|completions DIR`.
+fn generate_files(what: Generated, dir: &std::path::Path) -> Result<u8, Failure> {
+    let written = match what {
+        Generated::Man => generate::write_man(dir),
+        Generated::Completions => generate::write_completions(dir),
     }
-    let mut out = std::io::stdout().lock();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i == row.len() - 1 {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
+    .with_context(|| format!("cannot write into {}", dir.display()))
+    .map_err(config_failure)?;
+    for path in written {
+        println!("{}", path.display());
     }
+    Ok(0)
 }
 
 async fn bird_flush(cli: &Cli) -> Result<u8, Failure> {
@@ -201,6 +231,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         error,
     };
 
+    let board = status::global().clone();
     let stop_metrics = CancellationToken::new();
     let mut metrics_task = None;
     if let Some(address) = config.metrics {
@@ -214,6 +245,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         metrics_task = Some(tokio::spawn(metrics::serve(
             listener,
             handle,
+            board.clone(),
             stop_metrics.clone(),
         )));
     }
@@ -233,23 +265,49 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         "anycastd starting"
     );
     let backend_config = config.clone();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let hooks = EngineHooks {
+        status: Some(board),
+        ready: Some(ready_tx),
+        heartbeat: watchdog(),
+    };
     let engine_task = tokio::spawn(engine::run(
         config,
         prepared,
         desired_tx,
         commands_rx,
         stop_engine.clone(),
+        hooks,
     ));
     let mut backend_task = tokio::spawn(backend.run(desired_rx, stop_backend.clone()));
 
+    // Until every service has its first verdict: systemd waits for READY=1.
+    let mut ready_rx = Some(ready_rx);
     let early_end = loop {
         tokio::select! {
-            _ = hangup.recv() => reload(cli, &backend_config, &commands_tx).await,
+            first = until_ready(&mut ready_rx) => {
+                ready_rx = None;
+                if first {
+                    tracing::info!("every service has its first verdict");
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
+            }
+            _ = hangup.recv() => {
+                let ready = ready_rx.is_none();
+                if ready {
+                    notify_reloading();
+                }
+                reload(cli, &backend_config, &commands_tx).await;
+                if ready {
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
+            }
             _ = terminate.recv() => break None,
             _ = interrupt.recv() => break None,
             result = &mut backend_task => break Some(result),
         }
     };
+    notify(&[sd_notify::NotifyState::Stopping]);
 
     stop_engine.cancel();
     let _ = engine_task.await;
@@ -280,6 +338,44 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             "backend task failed: {join}"
         ))),
     }
+}
+
+/// Resolves when the engine's ready signal fires (`true`) or can no longer
+/// fire (`false`); never once it has been taken (`None`).
+async fn until_ready(ready: &mut Option<oneshot::Receiver<()>>) -> bool {
+    match ready {
+        Some(ready) => ready.await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells systemd (`NOTIFY_SOCKET`) about a state change; nothing without it.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// RELOADING=1 with the MONOTONIC_USEC that systemd's Type=notify-reload wants.
+fn notify_reloading() {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+    }
+}
+
+/// systemd's watchdog (`WATCHDOG_USEC`): the engine's core loop sends
+/// WATCHDOG=1 at half the interval, so a stuck loop stops the pings.
+fn watchdog() -> Option<Heartbeat> {
+    let interval = sd_notify::watchdog_enabled()?;
+    if interval.is_zero() {
+        return None;
+    }
+    tracing::info!(interval = ?interval, "systemd watchdog enabled");
+    Some(Heartbeat {
+        period: interval / 2,
+        beat: Box::new(|| notify(&[sd_notify::NotifyState::Watchdog])),
+    })
 }
 
 /// SIGHUP: load and prepare the new config; a bad one is logged and the

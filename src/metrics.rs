@@ -1,5 +1,6 @@
 //! Every metric anycastd exports, named in one place, and the HTTP listener
-//! that serves them in Prometheus text format at `/metrics`.
+//! that serves them in Prometheus text format at `/metrics` (and the status
+//! document, JSON, at `/status`; see [`crate::status`]).
 //!
 //! Names follow the Go anycastd where the meaning is the same
 //! (`anycastd_up`, `anycastd_service_up`, `anycastd_check_duration_seconds`).
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::CheckLabels;
+use crate::status::StatusBoard;
 
 /// `1` while the process runs; label `version`.
 pub const UP: &str = "anycastd_up";
@@ -43,6 +45,18 @@ pub const BIRD_RECONFIGURES: &str = "anycastd_bird_reconfigures_total";
 pub const BIRD_RECONFIGURE_DURATION: &str = "anycastd_bird_reconfigure_duration_seconds";
 /// bird: Unix time of the last accepted reconfigure.
 pub const BIRD_LAST_SUCCESS: &str = "anycastd_bird_last_success_timestamp_seconds";
+/// native: session state per peer, numbered as the original's
+/// `anycastd_gobgp_peer_session_state` (1 idle … 6 established); labels
+/// `peer`, `router_id`.
+pub const BGP_SESSION_STATE: &str = "anycastd_bgp_session_state";
+/// native: times a session left Established.
+pub const BGP_FLAPS: &str = "anycastd_bgp_session_flaps_total";
+/// native: messages by `direction` (sent/received) and `type`.
+pub const BGP_MESSAGES: &str = "anycastd_bgp_messages_total";
+/// native: prefixes announced to the peer.
+pub const BGP_PREFIXES: &str = "anycastd_bgp_prefixes_announced";
+/// native: seconds since the session was established.
+pub const BGP_UPTIME: &str = "anycastd_bgp_session_uptime_seconds";
 /// Config reloads; label `result` (`ok` or `error`).
 pub const CONFIG_RELOADS: &str = "anycastd_config_reloads_total";
 /// tls_certificate: seconds until the tested certificate's NotAfter, negative
@@ -110,6 +124,14 @@ fn describe() {
         "Seconds from a verdict changing the desired routes to the backend passing the change on"
     );
     describe_counter!(CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result");
+    describe_gauge!(
+        BGP_SESSION_STATE,
+        "BGP session state: 1 idle, 2 connect, 3 active, 4 opensent, 5 openconfirm, 6 established"
+    );
+    describe_counter!(BGP_FLAPS, "Times the BGP session left Established");
+    describe_counter!(BGP_MESSAGES, "BGP messages by direction and type");
+    describe_gauge!(BGP_PREFIXES, "Prefixes announced to the BGP peer");
+    describe_gauge!(BGP_UPTIME, "Seconds since the BGP session was established");
     describe_counter!(BIRD_RECONFIGURES, "BIRD reconfigure requests, by result");
     describe_histogram!(
         BIRD_RECONFIGURE_DURATION,
@@ -212,6 +234,43 @@ pub fn bird_reconfigure(ok: bool, seconds: f64) {
     }
 }
 
+fn peer_labels(peer: &str, router_id: &str) -> [(&'static str, String); 2] {
+    [
+        ("peer", peer.to_string()),
+        ("router_id", router_id.to_string()),
+    ]
+}
+
+pub fn bgp_session_state(peer: &str, router_id: &str, state: u8) {
+    metrics::gauge!(BGP_SESSION_STATE, &peer_labels(peer, router_id)).set(f64::from(state));
+    if state != 6 {
+        metrics::gauge!(BGP_UPTIME, &peer_labels(peer, router_id)).set(0.0);
+    }
+}
+
+pub fn bgp_flap(peer: &str, router_id: &str) {
+    metrics::counter!(BGP_FLAPS, &peer_labels(peer, router_id)).increment(1);
+}
+
+pub fn bgp_message(peer: &str, router_id: &str, direction: &'static str, kind: &'static str) {
+    let [p, r] = peer_labels(peer, router_id);
+    let labels = [
+        p,
+        r,
+        ("direction", direction.to_string()),
+        ("type", kind.to_string()),
+    ];
+    metrics::counter!(BGP_MESSAGES, &labels).increment(1);
+}
+
+pub fn bgp_prefixes(peer: &str, router_id: &str, count: usize) {
+    metrics::gauge!(BGP_PREFIXES, &peer_labels(peer, router_id)).set(count as f64);
+}
+
+pub fn bgp_uptime(peer: &str, router_id: &str, seconds: f64) {
+    metrics::gauge!(BGP_UPTIME, &peer_labels(peer, router_id)).set(seconds);
+}
+
 pub fn config_reload(ok: bool) {
     metrics::counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
 }
@@ -280,8 +339,13 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-/// Serves `/metrics` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+/// Serves `/metrics` and `/status` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    status: StatusBoard,
+    shutdown: CancellationToken,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -296,10 +360,10 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Ca
                 continue;
             }
         };
-        let handle = handle.clone();
+        let (handle, status) = (handle.clone(), status.clone());
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let handle = handle.clone();
-            async move { Ok::<_, Infallible>(respond(&request, &handle)) }
+            let (handle, status) = (handle.clone(), status.clone());
+            async move { Ok::<_, Infallible>(respond(&request, &handle, &status)) }
         });
         connections.spawn(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
@@ -312,7 +376,11 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Ca
     connections.shutdown().await;
 }
 
-fn respond(request: &Request<Incoming>, handle: &PrometheusHandle) -> Response<Full<Bytes>> {
+fn respond(
+    request: &Request<Incoming>,
+    handle: &PrometheusHandle,
+    board: &StatusBoard,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
@@ -326,7 +394,10 @@ fn respond(request: &Request<Incoming>, handle: &PrometheusHandle) -> Response<F
             "text/plain; version=0.0.4; charset=utf-8",
             handle.render(),
         ),
-        (_, "/metrics") => reply(
+        (&hyper::Method::GET, "/status") => {
+            reply(StatusCode::OK, "application/json", board.to_json())
+        }
+        (_, "/metrics" | "/status") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "use GET\n".into(),
@@ -334,7 +405,7 @@ fn respond(request: &Request<Incoming>, handle: &PrometheusHandle) -> Response<F
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /metrics\n".into(),
+            "not found; try /metrics or /status\n".into(),
         ),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod bird;
 pub mod exabgp;
+pub mod native;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,9 +25,10 @@ use crate::engine::DesiredRoutes;
 pub enum BackendError {
     #[error(transparent)]
     Exabgp(#[from] exabgp::ExabgpError),
-    /// The backend is part of the config schema but not of this build yet.
-    #[error("the {0} backend is not implemented yet; use --backend exabgp")]
-    NotImplemented(&'static str),
+    /// The config lacks what the backend needs (config resolution should
+    /// have caught it; kept so no backend has to panic).
+    #[error("{0}")]
+    Misconfigured(&'static str),
 }
 
 /// A running backend's future; resolves when it has withdrawn everything
@@ -53,10 +55,11 @@ pub fn build(config: &Config) -> Result<Box<dyn Backend>, BackendError> {
         BackendKind::Exabgp => Ok(Box::new(exabgp::ExabgpBackend::stdio(config))),
         BackendKind::Bird => match &config.bird {
             Some(bird) => Ok(Box::new(bird::BirdBackend::new(bird.clone()))),
-            // Config resolution requires `announcer.bird` for this backend.
-            None => Err(BackendError::NotImplemented("bird")),
+            None => Err(BackendError::Misconfigured(
+                "the bird backend needs announcer.bird",
+            )),
         },
-        BackendKind::Native => Err(BackendError::NotImplemented("native")),
+        BackendKind::Native => Ok(Box::new(native::NativeBackend::new(config)?)),
     }
 }
 

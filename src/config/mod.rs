@@ -19,8 +19,8 @@ pub use duration::{ConfigDuration, format_duration, parse_duration};
 pub use model::{BackendKind, BirdFormat, BirdRouteKind, CheckKind};
 pub(crate) use resolve::split_host_port;
 pub use resolve::{
-    BirdConfig, CheckConfig, CheckSpec, Config, ExabgpConfig, NextHop, PeerConfig, ServiceConfig,
-    Strategy,
+    BirdConfig, CheckConfig, CheckSpec, Config, ExabgpConfig, NativeConfig, NextHop, PeerConfig,
+    ServiceConfig, Strategy,
 };
 
 /// One thing wrong with the config, at a key path.

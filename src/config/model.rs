@@ -62,6 +62,28 @@ pub struct RawAnnouncer {
     pub exabgp: Option<RawExabgp>,
     #[serde(default)]
     pub bird: Option<RawBird>,
+    #[serde(default)]
+    pub native: Option<RawNative>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNative {
+    /// Hold time offered in OPEN (0 = no keepalives); default 90s.
+    #[serde(default)]
+    pub hold_time: Option<ConfigDuration>,
+    /// Peer TCP port; default 179.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Wait for peers to connect instead of connecting.
+    #[serde(default)]
+    pub passive: Option<bool>,
+    /// IPv6 next hop for IPv6 routes (required for IPv6 routes over IPv4 sessions).
+    #[serde(default)]
+    pub local_address6: Option<Ipv6Addr>,
+    /// RFC 8203 text sent with the Cease at shutdown.
+    #[serde(default)]
+    pub shutdown_message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +99,17 @@ pub struct RawPeer {
     /// The seed README's misspelling, accepted with a warning.
     #[serde(default)]
     pub multihope_ttl: Option<u8>,
+    /// Our additions, overriding `announcer.native` for this peer.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub local_address: Option<IpAddr>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub passive: Option<bool>,
+    #[serde(default)]
+    pub hold_time: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,7 @@ pub struct Config {
     pub exabgp: ExabgpConfig,
     /// Settings of the bird backend; `Some` whenever `announcer.bird` is set.
     pub bird: Option<BirdConfig>,
+    pub native: NativeConfig,
     /// Things that load but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -144,6 +145,22 @@ pub struct PeerConfig {
     pub remote_asn: u32,
     pub enable_multihop: bool,
     pub multihop_ttl: Option<u8>,
+    /// TCP port of the peer (or ours, when passive).
+    pub port: u16,
+    /// Source address of the session; `announcer.local_address` unless overridden.
+    pub local_address: Option<IpAddr>,
+    /// TCP-MD5 key (RFC 2385).
+    pub password: Option<String>,
+    pub passive: bool,
+    /// Hold time offered, in seconds (0 or 3..=65535).
+    pub hold_time: u16,
+}
+
+/// `announcer.native`: defaults for every peer of the native backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeConfig {
+    pub local_address6: Option<std::net::Ipv6Addr>,
+    pub shutdown_message: String,
 }
 
 /// A next hop as ExaBGP's API spells it.
@@ -240,6 +257,7 @@ pub(super) fn resolve(
         );
     }
 
+    let native_defaults = announcer.native.unwrap_or_default();
     let mut peers = Vec::new();
     for (index, peer) in announcer.peers.into_iter().enumerate() {
         let path = format!("announcer.peers[{index}]");
@@ -272,12 +290,48 @@ pub(super) fn resolve(
                 "must be between 1 and 255 (leave it out for the default)",
             );
         }
+        let hold = peer
+            .hold_time
+            .or(native_defaults.hold_time)
+            .map(|d| d.get())
+            .unwrap_or(Duration::from_secs(90));
+        let hold_key = if peer.hold_time.is_some() {
+            format!("{path}.hold_time")
+        } else {
+            "announcer.native.hold_time".to_string()
+        };
+        let hold_time = hold_seconds(hold, &hold_key, &mut problems);
+        if let Some(password) = &peer.password
+            && (password.is_empty() || password.len() > 80)
+        {
+            problems.add(
+                format!("{path}.password"),
+                "must be 1 to 80 bytes (the TCP-MD5 key limit)",
+            );
+        }
+        let local_address = peer.local_address.or(announcer.local_address);
+        if let Some(local) = local_address
+            && local.is_ipv4() != peer.remote_address.is_ipv4()
+        {
+            problems.add(
+                format!("{path}.local_address"),
+                format!(
+                    "{local} and remote_address {} are of different address families; set a per-peer local_address",
+                    peer.remote_address
+                ),
+            );
+        }
         peers.push(PeerConfig {
             name: peer.name,
             remote_address: peer.remote_address,
             remote_asn: peer.remote_asn,
             enable_multihop: peer.enable_multihop,
             multihop_ttl,
+            port: peer.port.or(native_defaults.port).unwrap_or(179),
+            local_address,
+            password: peer.password,
+            passive: peer.passive.or(native_defaults.passive).unwrap_or(false),
+            hold_time,
         });
     }
 
@@ -305,6 +359,18 @@ pub(super) fn resolve(
     }
 
     let exabgp = resolve_exabgp(announcer.exabgp.unwrap_or_default(), &mut problems);
+    let native = NativeConfig {
+        local_address6: native_defaults.local_address6,
+        shutdown_message: native_defaults
+            .shutdown_message
+            .unwrap_or_else(|| "anycastd is shutting down".into()),
+    };
+    if native.shutdown_message.len() > 255 {
+        problems.add(
+            "announcer.native.shutdown_message",
+            "must be at most 255 bytes (RFC 8203)",
+        );
+    }
     let has_v6 = routes
         .iter()
         .chain(services.iter().flat_map(|s| s.routes.iter()))
@@ -312,6 +378,18 @@ pub(super) fn resolve(
     let bird = announcer
         .bird
         .map(|raw| resolve_bird(raw, has_v6, &mut problems));
+    if backend == BackendKind::Native
+        && has_v6
+        && native.local_address6.is_none()
+        && let Some(index) = peers.iter().position(|p| p.remote_address.is_ipv4())
+    {
+        problems.add(
+            "announcer.native.local_address6",
+            format!(
+                "required for IPv6 routes over the IPv4 session to announcer.peers[{index}]: the IPv6 next hop to announce"
+            ),
+        );
+    }
     if backend == BackendKind::Bird && bird.is_none() {
         problems.add(
             "announcer.bird",
@@ -359,6 +437,7 @@ pub(super) fn resolve(
         peers,
         exabgp,
         bird,
+        native,
         warnings,
     })
 }
@@ -796,4 +875,20 @@ fn resolve_bird(raw: RawBird, has_v6: bool, problems: &mut Problems) -> BirdConf
         reload_command: raw.reload_command,
         reconfigure_timeout,
     }
+}
+
+/// A hold time in whole seconds: 0 (no keepalives) or 3 to 65535 (RFC 4271 §4.2).
+fn hold_seconds(hold: Duration, key: &str, problems: &mut Problems) -> u16 {
+    let secs = hold.as_secs();
+    if hold.subsec_nanos() != 0 || secs == 1 || secs == 2 || secs > u64::from(u16::MAX) {
+        problems.add(
+            key,
+            format!(
+                "expected 0 or whole seconds from 3s to 65535s, found {}",
+                super::format_duration(hold)
+            ),
+        );
+        return 90;
+    }
+    secs as u16
 }

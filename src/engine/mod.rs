@@ -10,6 +10,12 @@
 //!                         Reload ─────┘ (SIGHUP, from main)
 //! ```
 //!
+//! Besides the desired routes, the core loop can report to the rest of the
+//! process through [`EngineHooks`]: the status board behind `GET /status`,
+//! a one-shot signal once every service has its first verdict (systemd's
+//! READY=1), and a heartbeat called from the loop itself (systemd's
+//! watchdog), so a stuck loop stops beating.
+//!
 //! Each service task is owned by its entry in the core loop: dropping the
 //! entry (service removed or changed on reload, or shutdown) aborts it.
 
@@ -17,11 +23,11 @@ pub mod health;
 pub mod routes;
 pub mod runner;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -32,11 +38,31 @@ pub use runner::{CheckOutcome, PrepareError, PreparedService, RoundOutcome, prep
 
 use crate::config::{Config, ServiceConfig};
 use crate::metrics;
+use crate::status::StatusBoard;
 
 /// A request to the running engine.
 pub enum EngineCommand {
     /// Apply a new, already loaded and prepared config.
     Reload(Config, Vec<PreparedService>),
+}
+
+/// What the core loop reports besides the desired routes; every part is
+/// optional and `EngineHooks::default()` has none.
+#[derive(Default)]
+pub struct EngineHooks {
+    /// Kept up to date after every batch of rounds and every reload.
+    pub status: Option<StatusBoard>,
+    /// Fired once, when every service has finished its first round and the
+    /// desired routes that follow have been published.
+    pub ready: Option<oneshot::Sender<()>>,
+    /// Called from the core loop itself every `period` while it runs.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// A liveness callback of the core loop (see [`EngineHooks::heartbeat`]).
+pub struct Heartbeat {
+    pub period: Duration,
+    pub beat: Box<dyn FnMut() + Send>,
 }
 
 /// A finished round from a service task.
@@ -63,16 +89,28 @@ struct ServiceEntry {
 }
 
 /// Runs the engine until `shutdown` is cancelled. The desired route set is
-/// published on `desired`.
+/// published on `desired`; `hooks` are told as described on [`EngineHooks`].
 pub async fn run(
     config: Config,
     services: Vec<PreparedService>,
     desired: watch::Sender<DesiredRoutes>,
     mut commands: mpsc::Receiver<EngineCommand>,
     shutdown: CancellationToken,
+    mut hooks: EngineHooks,
 ) {
     let (report_tx, mut reports) = mpsc::channel::<RoundReport>(1024);
     let mut book = RouteBook::new(&config);
+    if let Some(status) = &hooks.status {
+        status.apply_config(&config);
+    }
+    // Services still waiting for their first round, for `hooks.ready`.
+    let mut first_round_pending: HashSet<String> =
+        config.services.iter().map(|s| s.name.clone()).collect();
+    let mut heartbeat = hooks.heartbeat.take().map(|h| {
+        let mut ticker = tokio::time::interval(h.period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        (ticker, h.beat)
+    });
     let mut entries: HashMap<String, ServiceEntry> = HashMap::new();
     let mut next_epoch = 0u64;
     for service in services {
@@ -85,6 +123,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = beat(&mut heartbeat) => {}
             Some(report) = reports.recv() => {
                 // Take every report already waiting, then publish once: many
                 // services flipping together become one change for the backend.
@@ -96,10 +135,15 @@ pub async fn run(
                         if let Some(transition) = book.observe(&report.service, report.outcome.passed) {
                             log_transition(&transition, &report.outcome);
                         }
+                        if let (Some(status), Some(state)) = (&hooks.status, book.state(&report.service)) {
+                            status.record_round(&report.service, &report.outcome, state);
+                        }
+                        first_round_pending.remove(&report.service);
                     }
                     next = reports.try_recv().ok();
                 }
-                publish(&book, &desired, decided_at);
+                publish(&book, &desired, decided_at, hooks.status.as_ref());
+                signal_ready(&mut hooks.ready, &first_round_pending);
             }
             Some(command) = commands.recv() => match command {
                 EngineCommand::Reload(new_config, prepared) => {
@@ -122,6 +166,10 @@ pub async fn run(
                     let removed = entries.len();
                     entries = fresh;
                     book.apply_config(&new_config);
+                    if let Some(status) = &hooks.status {
+                        status.apply_config(&new_config);
+                    }
+                    first_round_pending.retain(|name| entries.contains_key(name));
                     tracing::info!(
                         file = %new_config.source.display(),
                         services = entries.len(),
@@ -129,7 +177,8 @@ pub async fn run(
                         removed,
                         "configuration reloaded"
                     );
-                    publish(&book, &desired, Instant::now());
+                    publish(&book, &desired, Instant::now(), hooks.status.as_ref());
+                    signal_ready(&mut hooks.ready, &first_round_pending);
                 }
             },
         }
@@ -199,9 +248,37 @@ fn log_transition(transition: &Transition, outcome: &RoundOutcome) {
     }
 }
 
+/// Waits for the next heartbeat tick and beats; never resolves without a heartbeat.
+async fn beat(heartbeat: &mut Option<(tokio::time::Interval, Box<dyn FnMut() + Send>)>) {
+    match heartbeat {
+        Some((ticker, beat)) => {
+            ticker.tick().await;
+            beat();
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Fires `ready` once no service is waiting for its first round.
+fn signal_ready(ready: &mut Option<oneshot::Sender<()>>, pending: &HashSet<String>) {
+    if pending.is_empty()
+        && let Some(ready) = ready.take()
+    {
+        let _ = ready.send(());
+    }
+}
+
 /// Publishes the desired set if it changed; `at` is when the change was decided.
-fn publish(book: &RouteBook, desired: &watch::Sender<DesiredRoutes>, at: Instant) {
+fn publish(
+    book: &RouteBook,
+    desired: &watch::Sender<DesiredRoutes>,
+    at: Instant,
+    status: Option<&StatusBoard>,
+) {
     let routes = book.desired();
+    if let Some(status) = status {
+        status.set_desired(&routes);
+    }
     desired.send_if_modified(|current| {
         if current.routes == routes {
             return false;

@@ -191,6 +191,7 @@ impl BirdBackend {
                 tracing::debug!(routes = routes.len(), bird = %message, took = ?started.elapsed(), "BIRD reconfigured");
                 self.accepted = Some(routes.clone());
                 metrics::routes_announced(NAME, routes.len());
+                crate::status::set_announced(NAME, routes);
                 Ok(())
             }
             Err(e) => {

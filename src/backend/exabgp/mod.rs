@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backend, BackendFuture, Backoff};
 use crate::config::Config;
 use crate::engine::DesiredRoutes;
-use crate::metrics;
+use crate::{metrics, status};
 use protocol::{AckOutcome, LineFormat, Reconciler, RouteCommand, parse_ack};
 
 const NAME: &str = "exabgp";
@@ -185,6 +185,7 @@ where
         metrics::backend_updates(NAME, "announce", announced);
         metrics::backend_updates(NAME, "withdraw", withdrawn);
         metrics::routes_announced(NAME, self.reconciler.announced().len());
+        status::set_announced(NAME, self.reconciler.announced());
         tracing::debug!(announced, withdrawn, "sent route changes to ExaBGP");
         Ok(())
     }

@@ -1,0 +1,370 @@
+//! Carries out a session's actions on a real TCP connection: connecting (or
+//! accepting) with the right source address, TTL and TCP-MD5 key, framing
+//! and decoding received bytes, and running the timers. Every decision is
+//! the [`Session`]'s.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::packet::{self, DecodeError, Frame, Message};
+use super::session::{Action, Event, Session, State, Timer};
+use super::sockopt::set_tcp_md5;
+use crate::config::PeerConfig;
+use crate::engine::DesiredRoutes;
+use crate::metrics;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the goodbye (withdrawals + Cease) may take at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The TTL of our packets: 1 for eBGP without multihop (routers drop
+/// anything else from a "directly connected" peer), the multihop TTL or 255
+/// otherwise.
+pub fn ttl_for(peer: &PeerConfig, local_asn: u32) -> u32 {
+    let external = peer.remote_asn != local_asn;
+    match (external, peer.enable_multihop) {
+        (true, false) => 1,
+        (true, true) => peer.multihop_ttl.map(u32::from).unwrap_or(255),
+        (false, _) => 255,
+    }
+}
+
+pub struct PeerIo {
+    pub peer: PeerConfig,
+    pub ttl: u32,
+    /// Metric labels.
+    pub router_id: String,
+}
+
+type Connecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+impl PeerIo {
+    fn label(&self) -> String {
+        self.peer.remote_address.to_string()
+    }
+
+    fn connect(&self) -> Connecting {
+        let peer = self.peer.clone();
+        let ttl = self.ttl;
+        if peer.passive {
+            return Box::pin(accept(peer, ttl));
+        }
+        Box::pin(async move {
+            let remote = SocketAddr::new(peer.remote_address, peer.port);
+            let socket = if remote.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            if let Some(local) = peer.local_address {
+                socket.bind(SocketAddr::new(local, 0))?;
+            }
+            socket2::SockRef::from(&socket)
+                .set_ttl_v4(ttl)
+                .or_else(|e| {
+                    if remote.is_ipv6() {
+                        socket2::SockRef::from(&socket).set_unicast_hops_v6(ttl)
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            if let Some(password) = &peer.password {
+                set_tcp_md5(&socket, peer.remote_address, password.as_bytes())?;
+            }
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(remote))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+    }
+
+    /// Runs one peer until `shutdown`, then says goodbye.
+    pub async fn run(
+        self,
+        mut session: Session,
+        mut desired: watch::Receiver<DesiredRoutes>,
+        shutdown: CancellationToken,
+    ) {
+        let label = self.label();
+        let mut conn = Connection::default();
+        let mut timers: HashMap<Timer, Instant> = HashMap::new();
+        let mut connecting: Option<Connecting> = None;
+        let mut buffer: Vec<u8> = Vec::with_capacity(8192);
+        let mut established_at: Option<Instant> = None;
+        // When the verdict behind a pending route change was taken.
+        let mut latency_pending: Option<std::time::Instant> = None;
+        metrics::bgp_session_state(&label, &self.router_id, State::Idle as u8);
+
+        let initial = desired.borrow_and_update().routes.clone();
+        let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
+        loop {
+            // Feed queued events; carry out every resulting action.
+            while !pending.is_empty() {
+                let event = pending.remove(0);
+                for action in session.handle(event) {
+                    match action {
+                        Action::Connect => connecting = Some(self.connect()),
+                        Action::Send(message) => {
+                            if let Err(e) = conn.send(&message, &label, &self.router_id).await {
+                                pending.push(Event::Closed(format!("write failed: {e}")));
+                            }
+                        }
+                        Action::Close => conn = Connection::default(),
+                        Action::SetTimer(timer, after) => {
+                            timers.insert(timer, Instant::now() + after);
+                        }
+                        Action::CancelTimer(timer) => {
+                            timers.remove(&timer);
+                        }
+                        Action::StateChanged(state) => {
+                            metrics::bgp_session_state(&label, &self.router_id, state as u8);
+                        }
+                        Action::Up => {
+                            established_at = Some(Instant::now());
+                            tracing::info!(peer = %label, name = %self.peer.name, "BGP session established");
+                        }
+                        Action::Down(why) => {
+                            if established_at.take().is_some() {
+                                metrics::bgp_flap(&label, &self.router_id);
+                                tracing::warn!(peer = %label, name = %self.peer.name, reason = %why, "BGP session down");
+                            } else {
+                                tracing::debug!(peer = %label, reason = %why, "BGP session not established");
+                            }
+                            metrics::backend_error("native", "session");
+                        }
+                        Action::TreatedAsWithdraw(why) => {
+                            tracing::debug!(peer = %label, reason = %why, "received UPDATE treated as withdraw (RFC 7606)");
+                        }
+                        Action::Finished => return,
+                    }
+                }
+                metrics::bgp_prefixes(&label, &self.router_id, session.announced().len());
+            }
+            if let Some(at) = latency_pending.take() {
+                metrics::route_change_latency("native", at.elapsed().as_secs_f64());
+            }
+            if let Some(at) = established_at {
+                metrics::bgp_uptime(&label, &self.router_id, at.elapsed().as_secs_f64());
+            }
+
+            let next_timer = timers
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, at)| (*t, *at));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let goodbye = async {
+                        for action in session.handle(Event::Stop) {
+                            if let Action::Send(message) = action {
+                                let _ = conn.send(&message, &label, &self.router_id).await;
+                            }
+                        }
+                        conn.flush().await;
+                    };
+                    if tokio::time::timeout(SHUTDOWN_TIMEOUT, goodbye).await.is_err() {
+                        tracing::warn!(peer = %label, "peer did not take our withdrawals in time");
+                    }
+                    metrics::bgp_session_state(&label, &self.router_id, State::Idle as u8);
+                    return;
+                }
+                result = poll_connect(&mut connecting) => {
+                    connecting = None;
+                    match result {
+                        Ok(stream) => {
+                            let local = stream.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                            conn = Connection::from(stream);
+                            buffer.clear();
+                            pending.push(Event::Connected { local });
+                        }
+                        Err(e) => pending.push(Event::ConnectFailed(e.to_string())),
+                    }
+                }
+                read = conn.read(&mut buffer) => {
+                    match read {
+                        Ok(0) => pending.push(Event::Closed("peer closed the connection".into())),
+                        Ok(_) => pending.extend(drain_messages(&mut buffer, session.four_octet_as(), &label, &self.router_id)),
+                        Err(e) => pending.push(Event::Closed(e.to_string())),
+                    }
+                }
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        // The engine is gone: treat as shutdown.
+                        shutdown.cancel();
+                        continue;
+                    }
+                    let routes = desired.borrow_and_update().clone();
+                    pending.push(Event::Desired(routes.routes));
+                    if let Some(at) = routes.changed_at
+                        && session.state() == State::Established
+                    {
+                        // Measured once the UPDATEs are written (next loop turn).
+                        latency_pending = Some(at);
+                    }
+                }
+                _ = sleep_until(next_timer.map(|(_, at)| at)), if next_timer.is_some() => {
+                    if let Some((timer, _)) = next_timer {
+                        timers.remove(&timer);
+                        pending.push(Event::TimerFired(timer));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits complete messages off the front of `buffer` and decodes them.
+fn drain_messages(
+    buffer: &mut Vec<u8>,
+    four_octet_as: bool,
+    label: &str,
+    router_id: &str,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        match packet::frame(buffer) {
+            Ok(Frame::Incomplete) => return events,
+            Ok(Frame::Complete(len)) => {
+                let message: Vec<u8> = buffer.drain(..len).collect();
+                match packet::decode(&message, four_octet_as) {
+                    Ok(incoming) => {
+                        metrics::bgp_message(
+                            label,
+                            router_id,
+                            "received",
+                            incoming_kind(&incoming),
+                        );
+                        events.push(Event::Received(incoming));
+                    }
+                    Err(DecodeError::Fatal(n)) => {
+                        events.push(Event::Invalid(n));
+                        buffer.clear();
+                        return events;
+                    }
+                }
+            }
+            Err(DecodeError::Fatal(n)) => {
+                events.push(Event::Invalid(n));
+                buffer.clear();
+                return events;
+            }
+        }
+    }
+}
+
+fn incoming_kind(incoming: &packet::Incoming) -> &'static str {
+    match incoming {
+        packet::Incoming::Open(_) => "open",
+        packet::Incoming::Update(_) => "update",
+        packet::Incoming::Notification(_) => "notification",
+        packet::Incoming::Keepalive => "keepalive",
+        packet::Incoming::RouteRefresh { .. } => "route_refresh",
+    }
+}
+
+/// The TCP connection, split so reading and writing do not block each other.
+#[derive(Default)]
+struct Connection {
+    reader: Option<OwnedReadHalf>,
+    writer: Option<OwnedWriteHalf>,
+}
+
+impl From<TcpStream> for Connection {
+    fn from(stream: TcpStream) -> Self {
+        let (reader, writer) = stream.into_split();
+        Connection {
+            reader: Some(reader),
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Connection {
+    async fn send(
+        &mut self,
+        message: &Message,
+        label: &str,
+        router_id: &str,
+    ) -> std::io::Result<()> {
+        let Some(writer) = &mut self.writer else {
+            return Ok(());
+        };
+        writer.write_all(&packet::encode(message)).await?;
+        metrics::bgp_message(label, router_id, "sent", message.kind());
+        Ok(())
+    }
+
+    async fn flush(&mut self) {
+        if let Some(writer) = &mut self.writer {
+            let _ = writer.flush().await;
+            let _ = writer.shutdown().await;
+        }
+    }
+
+    async fn read(&mut self, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+        match &mut self.reader {
+            Some(reader) => reader.read_buf(buffer).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+async fn poll_connect(connecting: &mut Option<Connecting>) -> std::io::Result<TcpStream> {
+    match connecting {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Passive mode: wait for the peer to connect to us, refusing anyone else.
+async fn accept(peer: PeerConfig, ttl: u32) -> std::io::Result<TcpStream> {
+    let bind = SocketAddr::new(
+        peer.local_address
+            .unwrap_or(if peer.remote_address.is_ipv4() {
+                IpAddr::from([0, 0, 0, 0])
+            } else {
+                IpAddr::from([0u16; 8])
+            }),
+        peer.port,
+    );
+    let socket = if bind.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(password) = &peer.password {
+        set_tcp_md5(&socket, peer.remote_address, password.as_bytes())?;
+    }
+    socket.bind(bind)?;
+    let listener: TcpListener = socket.listen(4)?;
+    loop {
+        let (stream, from) = listener.accept().await?;
+        if from.ip() == peer.remote_address {
+            let _ = socket2::SockRef::from(&stream).set_ttl_v4(ttl);
+            stream.set_nodelay(true)?;
+            return Ok(stream);
+        }
+        tracing::warn!(from = %from, expected = %peer.remote_address, "refused a BGP connection from an unknown address");
+    }
+}

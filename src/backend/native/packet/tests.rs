@@ -1,0 +1,354 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn net(p: &str) -> IpNet {
+    p.parse().unwrap()
+}
+
+fn attributes(four: bool) -> Attributes {
+    Attributes {
+        origin: Origin::Igp,
+        as_path: vec![65001],
+        four_octet_as: four,
+        next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        local_pref: None,
+    }
+}
+
+fn roundtrip_update(update: &Update) -> ReceivedUpdate {
+    let bytes = encode(&Message::Update(update.clone()));
+    match decode(&bytes, true).expect("decodes") {
+        Incoming::Update(u) => u,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keepalive_bytes() {
+    let mut want = vec![0xff; 16];
+    want.extend([0, 19, 4]);
+    assert_eq!(encode(&Message::Keepalive), want);
+    assert_eq!(decode(&want, true), Ok(Incoming::Keepalive));
+}
+
+#[test]
+fn open_bytes_and_back() {
+    let open = Open {
+        my_as: AS_TRANS,
+        hold_time: 90,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        capabilities: vec![
+            Capability::Multiprotocol { afi: 1, safi: 1 },
+            Capability::Multiprotocol { afi: 2, safi: 1 },
+            Capability::RouteRefresh,
+            Capability::FourOctetAs(4_200_000_000),
+        ],
+    };
+    let bytes = encode(&Message::Open(open.clone()));
+    // header, version 4, AS_TRANS, hold 90, id, opt len 22, param 2 len 20,
+    // MP(1,1), MP(2,1), RR, 4-octet AS.
+    let mut want = vec![0xff; 16];
+    want.extend([0, 51, 1, 4, 0x5b, 0xa0, 0, 90, 192, 0, 2, 1, 22, 2, 20]);
+    want.extend([1, 4, 0, 1, 0, 1, 1, 4, 0, 2, 0, 1, 2, 0, 65, 4]);
+    want.extend(4_200_000_000u32.to_be_bytes());
+    assert_eq!(bytes, want);
+    match decode(&bytes, true).unwrap() {
+        Incoming::Open(got) => {
+            assert_eq!(got, open);
+            assert_eq!(got.asn(), 4_200_000_000);
+            assert_eq!(got.families(), [Family::Ipv4Unicast, Family::Ipv6Unicast]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn open_without_mp_capabilities_means_ipv4_only() {
+    let open = Open {
+        my_as: 65000,
+        hold_time: 0,
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        capabilities: vec![],
+    };
+    assert_eq!(open.families(), [Family::Ipv4Unicast]);
+    assert_eq!(open.asn(), 65000);
+}
+
+#[test]
+fn open_errors_map_to_notifications() {
+    let good = encode(&Message::Open(Open {
+        my_as: 65000,
+        hold_time: 90,
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        capabilities: vec![],
+    }));
+    let with = |i: usize, b: u8| {
+        let mut m = good.clone();
+        m[i] = b;
+        m
+    };
+    let sub = |bytes: &[u8]| match decode(bytes, true) {
+        Err(DecodeError::Fatal(n)) => (n.code, n.subcode),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sub(&with(19, 3)), (2, 1)); // version
+    assert_eq!(sub(&with(23, 1)), (2, 6)); // hold time 1
+    let mut zero_id = good.clone();
+    zero_id[24..28].copy_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(sub(&zero_id), (2, 3));
+}
+
+#[test]
+fn update_ipv4_and_ipv6_roundtrip() {
+    let update = Update {
+        withdrawn: vec![net("198.51.100.0/24"), net("2001:db8:1::/48")],
+        announced: vec![net("192.0.2.1/32"), net("2001:db8::1/128")],
+        attributes: Some(attributes(true)),
+        next_hop6: Some("2001:db8::ff".parse().unwrap()),
+        end_of_rib: None,
+    };
+    let got = roundtrip_update(&update);
+    assert_eq!(
+        got.withdrawn,
+        vec![net("198.51.100.0/24"), net("2001:db8:1::/48")]
+    );
+    assert_eq!(
+        got.announced,
+        vec![net("192.0.2.1/32"), net("2001:db8::1/128")]
+    );
+    assert_eq!(got.treat_as_withdraw, None);
+}
+
+#[test]
+fn end_of_rib_markers() {
+    let v4 = roundtrip_update(&Update {
+        end_of_rib: Some(Family::Ipv4Unicast),
+        ..Update::default()
+    });
+    assert_eq!(v4.end_of_rib, Some(Family::Ipv4Unicast));
+    let bytes = encode(&Message::Update(Update {
+        end_of_rib: Some(Family::Ipv6Unicast),
+        ..Update::default()
+    }));
+    // MP_UNREACH with AFI 2 SAFI 1 and nothing else.
+    assert_eq!(&bytes[19..], &[0, 0, 0, 6, 0x80, 15, 3, 0, 2, 1]);
+    assert_eq!(
+        roundtrip_update(&Update {
+            end_of_rib: Some(Family::Ipv6Unicast),
+            ..Update::default()
+        })
+        .end_of_rib,
+        Some(Family::Ipv6Unicast)
+    );
+}
+
+#[test]
+fn two_octet_as_path_uses_as_trans_and_as4_path() {
+    let mut a = attributes(false);
+    a.as_path = vec![4_200_000_000];
+    let bytes = encode(&Message::Update(Update {
+        announced: vec![net("192.0.2.1/32")],
+        attributes: Some(a),
+        ..Update::default()
+    }));
+    let body = &bytes[19..];
+    // AS_PATH: flags 0x40 code 2 len 4: AS_SEQUENCE of one 2-octet AS_TRANS
+    assert!(body.windows(7).any(|w| w == [0x40, 2, 4, 2, 1, 0x5b, 0xa0]));
+    // AS4_PATH (17) carries the real one.
+    assert!(body.windows(3).any(|w| w == [0xc0, 17, 6]));
+    let got = match decode(&bytes, false).unwrap() {
+        Incoming::Update(u) => u,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got.treat_as_withdraw, None);
+}
+
+#[test]
+fn framing_rejects_bad_headers() {
+    let mut bad_marker = encode(&Message::Keepalive);
+    bad_marker[3] = 0;
+    assert_eq!(
+        frame(&bad_marker),
+        Err(DecodeError::Fatal(Notification::new(1, 1, vec![])))
+    );
+    let mut bad_type = encode(&Message::Keepalive);
+    bad_type[18] = 9;
+    assert_eq!(
+        frame(&bad_type),
+        Err(DecodeError::Fatal(Notification::new(1, 3, vec![9])))
+    );
+    let mut short = encode(&Message::Keepalive);
+    short[17] = 18;
+    assert!(matches!(
+        frame(&short),
+        Err(DecodeError::Fatal(Notification {
+            code: 1,
+            subcode: 2,
+            ..
+        }))
+    ));
+    let mut long = encode(&Message::Keepalive);
+    long[16] = 0x10;
+    long[17] = 1; // 4097
+    assert!(matches!(
+        frame(&long),
+        Err(DecodeError::Fatal(Notification {
+            code: 1,
+            subcode: 2,
+            ..
+        }))
+    ));
+    // A keepalive claiming 20 bytes is bad even though 20 >= 19.
+    let mut ka = encode(&Message::Keepalive);
+    ka[17] = 20;
+    ka.push(0);
+    assert!(matches!(
+        frame(&ka),
+        Err(DecodeError::Fatal(Notification {
+            code: 1,
+            subcode: 2,
+            ..
+        }))
+    ));
+    assert_eq!(frame(&ka[..10]), Ok(Frame::Incomplete));
+}
+
+#[test]
+fn update_structure_errors_reset_attribute_errors_withdraw() {
+    // Withdrawn length running past the message.
+    let mut m = vec![0xff; 16];
+    m.extend([0, 23, 2, 0, 9, 0, 0]);
+    assert!(matches!(
+        decode(&m, true),
+        Err(DecodeError::Fatal(Notification {
+            code: 3,
+            subcode: 1,
+            ..
+        }))
+    ));
+    // NLRI with a /33.
+    let mut m = vec![0xff; 16];
+    m.extend([0, 25, 2, 0, 0, 0, 0, 33, 1]);
+    assert!(matches!(
+        decode(&m, true),
+        Err(DecodeError::Fatal(Notification {
+            code: 3,
+            subcode: 10,
+            ..
+        }))
+    ));
+    // NLRI without mandatory attributes: treat as withdraw, no reset.
+    let mut m = vec![0xff; 16];
+    m.extend([0, 28, 2, 0, 0, 0, 0, 32, 192, 0, 2, 1]);
+    match decode(&m, true).unwrap() {
+        Incoming::Update(u) => assert_eq!(u.treat_as_withdraw.as_deref(), Some("missing ORIGIN")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn notification_describes_shutdown_communication() {
+    let n = Notification::administrative_shutdown("anycastd stopping");
+    let bytes = encode(&Message::Notification(n.clone()));
+    assert_eq!(decode(&bytes, true), Ok(Incoming::Notification(n.clone())));
+    assert_eq!(
+        n.describe(),
+        "Cease / Administrative Shutdown (6/2): \"anycastd stopping\""
+    );
+    assert_eq!(
+        Notification::new(4, 0, vec![]).describe(),
+        "Hold Timer Expired (4/0)"
+    );
+}
+
+#[test]
+fn route_refresh_roundtrip() {
+    let bytes = encode(&Message::RouteRefresh { afi: 2, safi: 1 });
+    assert_eq!(
+        decode(&bytes, true),
+        Ok(Incoming::RouteRefresh { afi: 2, safi: 1 })
+    );
+}
+
+#[test]
+fn build_updates_packs_within_the_size_limit() {
+    let many: Vec<IpNet> = (0..5000u32)
+        .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()))
+        .collect();
+    let updates = build_updates(&many[..100], &many[100..], &attributes(true), None);
+    assert!(updates.len() > 1);
+    let mut announced = 0;
+    let mut withdrawn = 0;
+    for u in &updates {
+        let bytes = encode(&Message::Update(u.clone()));
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "{}", bytes.len());
+        let got = roundtrip_update(u);
+        announced += got.announced.len();
+        withdrawn += got.withdrawn.len();
+    }
+    assert_eq!((withdrawn, announced), (100, 4900));
+}
+
+fn arb_prefix() -> impl Strategy<Value = IpNet> {
+    prop_oneof![
+        (any::<u32>(), 0u8..=32)
+            .prop_map(|(a, l)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc())),
+        (any::<u128>(), 0u8..=128)
+            .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc())),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn updates_roundtrip(
+        withdrawn in proptest::collection::vec(arb_prefix(), 0..300),
+        announced in proptest::collection::vec(arb_prefix(), 0..300),
+        four in any::<bool>(),
+        asn in 1u32..,
+        local_pref in proptest::option::of(any::<u32>()),
+    ) {
+        let mut attrs = attributes(four);
+        attrs.as_path = vec![asn];
+        attrs.local_pref = local_pref;
+        let updates = build_updates(&withdrawn, &announced, &attrs, Some("2001:db8::1".parse().unwrap()));
+        let mut got_w = Vec::new();
+        let mut got_a = Vec::new();
+        for u in &updates {
+            let bytes = encode(&Message::Update(u.clone()));
+            prop_assert!(bytes.len() <= MAX_MESSAGE_LEN);
+            match decode(&bytes, four).unwrap() {
+                Incoming::Update(r) => {
+                    prop_assert_eq!(r.treat_as_withdraw, None);
+                    got_w.extend(r.withdrawn);
+                    got_a.extend(r.announced);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+        let sorted = |mut v: Vec<IpNet>| { v.sort(); v };
+        prop_assert_eq!(sorted(got_w), sorted(withdrawn));
+        prop_assert_eq!(sorted(got_a), sorted(announced));
+    }
+
+    #[test]
+    fn opens_roundtrip(my_as in any::<u16>(), hold in prop_oneof![Just(0u16), 3u16..], id in 1u32.., asn in any::<u32>()) {
+        let open = Open {
+            my_as,
+            hold_time: hold,
+            router_id: Ipv4Addr::from(id),
+            capabilities: vec![Capability::FourOctetAs(asn), Capability::RouteRefresh, Capability::Other { code: 64, value: vec![1, 2] }],
+        };
+        prop_assert_eq!(decode(&encode(&Message::Open(open.clone())), true), Ok(Incoming::Open(open)));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), four in any::<bool>()) {
+        let _ = frame(&bytes);
+        let _ = decode(&bytes, four);
+        let mut framed = vec![0xff; 16];
+        framed.extend(((bytes.len() + 19).min(4096) as u16).to_be_bytes());
+        framed.extend(bytes.iter().take(4096 - 18));
+        let _ = decode(&framed, four);
+    }
+}

@@ -1,0 +1,379 @@
+//! `anycastd generate`: the man page `anycastd(8)` and the bash, zsh and fish
+//! completions, all from the clap definitions in [`super`].
+//!
+//! clap_mangen renders the title, synopsis, description and global options;
+//! this module adds a COMMANDS section with each subcommand's own arguments
+//! (clap_mangen would point to one page per subcommand) and the sections of
+//! [`MANUAL`], which `--help` shows as plain text too. The configuration
+//! file's page, `anycastd.yaml(5)`, is written by hand in `man/`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Arg, CommandFactory};
+use clap_complete::Shell;
+use clap_mangen::Man;
+use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
+
+use super::Cli;
+
+/// One piece of a manual section.
+pub enum Block {
+    /// A paragraph.
+    Para(&'static str),
+    /// A tagged paragraph: a term (set in bold) and what it means.
+    Item(&'static str, &'static str),
+    /// Literal lines, such as a unit file.
+    Example(&'static str),
+}
+
+/// A section of the manual beyond options and commands.
+pub struct Section {
+    /// Upper case, as man pages spell section names.
+    pub heading: &'static str,
+    pub blocks: &'static [Block],
+}
+
+use Block::{Example, Item, Para};
+
+/// The manual's sections after COMMANDS, in order.
+pub const MANUAL: &[Section] = &[
+    Section {
+        heading: "EXIT STATUS",
+        blocks: &[
+            Item(
+                "0",
+                "Success. For run: stopped by SIGTERM or SIGINT after withdrawing every route, \
+                 or ExaBGP said it is shutting down. For check and status: every service is up.",
+            ),
+            Item(
+                "1",
+                "For check and status: a service is down (status: or not decided yet). For run: \
+                 the backend's peer went away (ExaBGP closed anycastd's standard input or \
+                 output; ExaBGP restarts its helper), a fault at start such as the metrics \
+                 address being in use, or a second SIGTERM or SIGINT during shutdown. For \
+                 bird-flush: BIRD could not be updated.",
+            ),
+            Item(
+                "2",
+                "Configuration or usage error: the configuration file cannot be read or is \
+                 invalid (every problem is printed with the file, the key path and what was \
+                 expected), or an unknown flag or value. For status: the daemon cannot be \
+                 reached or did not answer with its status.",
+            ),
+        ],
+    },
+    Section {
+        heading: "SIGNALS",
+        blocks: &[
+            Para("These apply to run."),
+            Item(
+                "SIGHUP",
+                "Reload the configuration file. A file with errors is logged and the running \
+                 configuration stays. A good one is applied at once: services that did not \
+                 change keep their state and their checks keep running, and routes whose \
+                 protecting services did not change are neither withdrawn nor re-announced. \
+                 Backend settings (announcer.backend and the backend's own section) take \
+                 effect at the next start.",
+            ),
+            Item(
+                "SIGTERM, SIGINT",
+                "Withdraw every route, make sure the withdrawal reached the backend (exabgp: \
+                 lines flushed and acknowledged, waiting at most \
+                 announcer.exabgp.shutdown_timeout; bird: include file emptied and BIRD \
+                 reconfigured; native: UPDATE messages sent), then exit 0.",
+            ),
+            Item(
+                "second SIGTERM or SIGINT",
+                "Received while withdrawing: exit 1 at once, without waiting for the backend.",
+            ),
+        ],
+    },
+    Section {
+        heading: "ENVIRONMENT",
+        blocks: &[
+            Item(
+                "CONFIG_PATH",
+                "The configuration file when -c is not given.",
+            ),
+            Item("LOG_LEVEL", "The log level when --log-level is not given."),
+            Item(
+                "NOTIFY_SOCKET",
+                "Set by systemd for Type=notify and Type=notify-reload services. anycastd \
+                 then sends READY=1 once every service has had its first round of checks \
+                 (and the routes that follow were handed to the backend), RELOADING=1 and \
+                 READY=1 around a SIGHUP reload, and STOPPING=1 when it starts to shut down. \
+                 Unset: nothing is sent.",
+            ),
+            Item(
+                "WATCHDOG_USEC, WATCHDOG_PID",
+                "Set by systemd's WatchdogSec=. anycastd sends WATCHDOG=1 at half that \
+                 interval from the engine's core loop, so an engine that stops working also \
+                 stops the pings and systemd restarts it.",
+            ),
+        ],
+    },
+    Section {
+        heading: "FILES",
+        blocks: &[
+            Item(
+                "/config.yaml",
+                "The configuration file when neither -c nor CONFIG_PATH is given (as in the \
+                 original anycastd's container image). YAML (.yaml, .yml) or JSON (.json); \
+                 see anycastd.yaml(5).",
+            ),
+            Item(
+                "http://metrics.address/metrics",
+                "Prometheus metrics, when metrics.enabled is true.",
+            ),
+            Item(
+                "http://metrics.address/status",
+                "The daemon's status as JSON: each service's state (up, down, unknown), \
+                 each check's last verdict, reason and duration in milliseconds, the \
+                 desired routes and each backend's announced routes. anycastd status prints \
+                 it as a table.",
+            ),
+        ],
+    },
+    Section {
+        heading: "EXAMPLES",
+        blocks: &[
+            Para("Check a configuration, then run every check once:"),
+            Example(
+                "anycastd -c /etc/anycastd.yaml validate\nanycastd -c /etc/anycastd.yaml check",
+            ),
+            Para("Run under ExaBGP (in exabgp.conf):"),
+            Example(
+                "process anycastd {\n    run /usr/bin/anycastd -c /etc/anycastd.yaml --backend exabgp;\n    encoder text;\n}",
+            ),
+            Para("Run under systemd with the bird backend:"),
+            Example(
+                "[Service]\nType=notify-reload\nExecStart=/usr/bin/anycastd -c /etc/anycastd.yaml\nExecStopPost=/usr/bin/anycastd -c /etc/anycastd.yaml bird-flush\nWatchdogSec=30s\nRestart=on-failure",
+            ),
+            Para("Ask the running daemon how it is doing:"),
+            Example("anycastd -c /etc/anycastd.yaml status\ncurl http://127.0.0.1:9180/status"),
+        ],
+    },
+    Section {
+        heading: "SEE ALSO",
+        blocks: &[Para(
+            "anycastd.yaml(5), exabgp(1), bird(8), systemd.service(5), sd_notify(3)",
+        )],
+    },
+];
+
+/// [`MANUAL`] as plain text, for `--help`.
+pub fn manual_text() -> String {
+    let mut out = String::new();
+    for section in MANUAL {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&title_case(section.heading));
+        out.push_str(":\n");
+        for block in section.blocks {
+            match block {
+                Para(text) => out.push_str(&format!("  {text}\n")),
+                Item(term, text) => out.push_str(&format!("  {term}\n          {text}\n")),
+                Example(lines) => {
+                    for line in lines.lines() {
+                        out.push_str(&format!("      {line}\n"));
+                    }
+                }
+            }
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn title_case(heading: &str) -> String {
+    let lower = heading.to_lowercase();
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The man page `anycastd(8)`, as roff.
+pub fn man_page() -> Vec<u8> {
+    let mut command = Cli::command();
+    command.build();
+    let man = Man::new(command.clone())
+        .section("8")
+        .manual("System Administration");
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let _ = man.render_description_section(&mut out);
+    let _ = man.render_options_section(&mut out);
+
+    let mut roff = Roff::new();
+    roff.control("SH", ["COMMANDS"]);
+    roff.text([roman(
+        "Without a command, anycastd runs the daemon. The options above apply to every command.",
+    )]);
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let mut synopsis = vec![bold(sub.get_name())];
+        for arg in own_args(sub) {
+            synopsis.push(roman(" "));
+            synopsis.extend(arg_synopsis(arg));
+        }
+        roff.control("TP", []);
+        roff.text(synopsis);
+        let about = sub
+            .get_long_about()
+            .or_else(|| sub.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        for (i, paragraph) in about.split("\n\n").enumerate() {
+            if i > 0 {
+                roff.control("IP", []);
+            }
+            roff.text([roman(unwrap_lines(paragraph))]);
+        }
+        let args: Vec<&Arg> = own_args(sub).collect();
+        if !args.is_empty() {
+            roff.control("RS", []);
+            for arg in args {
+                roff.control("TP", []);
+                roff.text(arg_synopsis(arg));
+                let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let values: Vec<String> = arg
+                    .get_possible_values()
+                    .iter()
+                    .filter(|v| !v.is_hide_set())
+                    .map(|v| match v.get_help() {
+                        Some(h) => format!("{} ({h})", v.get_name()),
+                        None => v.get_name().to_string(),
+                    })
+                    .collect();
+                if !values.is_empty() {
+                    help.push_str(&format!(" One of: {}.", values.join(", ")));
+                }
+                roff.text([roman(help)]);
+            }
+            roff.control("RE", []);
+        }
+    }
+    for section in MANUAL {
+        roff.control("SH", [section.heading]);
+        for block in section.blocks {
+            match block {
+                Para(text) => {
+                    roff.control("PP", []);
+                    roff.text([roman(*text)]);
+                }
+                Item(term, text) => {
+                    roff.control("TP", []);
+                    roff.text([bold(*term)]);
+                    roff.text([roman(*text)]);
+                }
+                Example(lines) => {
+                    roff.control("PP", []);
+                    roff.control("RS", ["4"]);
+                    roff.control("nf", []);
+                    for line in lines.lines() {
+                        roff.text([roman(line)]);
+                    }
+                    roff.control("fi", []);
+                    roff.control("RE", []);
+                }
+            }
+        }
+    }
+    let _ = roff.to_writer(&mut out);
+    let _ = man.render_version_section(&mut out);
+    out
+}
+
+/// A subcommand's own arguments: not the global ones, not help/version.
+fn own_args(sub: &clap::Command) -> impl Iterator<Item = &Arg> {
+    sub.get_arguments().filter(|a| {
+        !a.is_global_set() && !a.is_hide_set() && !matches!(a.get_id().as_str(), "help" | "version")
+    })
+}
+
+/// `--url <URL>` or `<DIR>`, bracketed when optional.
+fn arg_synopsis(arg: &Arg) -> Vec<Inline> {
+    let value = arg
+        .get_value_names()
+        .map(|v| v.join(" "))
+        .unwrap_or_else(|| arg.get_id().to_string());
+    let mut parts = Vec::new();
+    if let Some(long) = arg.get_long() {
+        parts.push(bold(format!("--{long}")));
+        parts.push(roman(" "));
+    }
+    parts.push(italic(value));
+    if !arg.is_required_set() {
+        parts.insert(0, roman("["));
+        parts.push(roman("]"));
+    }
+    parts
+}
+
+/// Joins a doc comment's wrapped lines into one.
+fn unwrap_lines(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `anycastd.8` into `dir`.
+pub fn write_man(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let path = dir.join("anycastd.8");
+    let mut file = std::fs::File::create(&path)?;
+    file.write_all(&man_page())?;
+    file.flush()?;
+    Ok(vec![path])
+}
+
+/// Writes the bash, zsh and fish completions into `dir`.
+pub fn write_completions(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut command = Cli::command();
+    [Shell::Bash, Shell::Zsh, Shell::Fish]
+        .into_iter()
+        .map(|shell| clap_complete::generate_to(shell, &mut command, "anycastd", dir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_page_documents_every_flag_command_and_variable() {
+        let page = String::from_utf8(man_page()).unwrap();
+        for needle in [
+            r"\-\-config",
+            r"\-\-log\-level",
+            r"\-\-log\-format",
+            r"\-\-backend",
+            r"\-\-url",
+            "CONFIG_PATH",
+            "LOG_LEVEL",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "SIGHUP",
+            "/config.yaml",
+            ".SH \"EXIT STATUS\"",
+        ] {
+            assert!(page.contains(needle), "man page lacks {needle}");
+        }
+        for sub in Cli::command().get_subcommands() {
+            let name = sub.get_name().replace('-', r"\-");
+            assert!(
+                page.contains(&format!("\\fB{name}\\fR")),
+                "man page lacks command {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_shows_the_manual_sections() {
+        let text = manual_text();
+        assert!(text.starts_with("Exit status:\n  0\n"), "{text}");
+        assert!(text.contains("Signals:\n"), "{text}");
+    }
+}

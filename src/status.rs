@@ -1,0 +1,609 @@
+//! What the daemon believes right now, for operators: each service's state,
+//! each check's last verdict, the desired routes and what each backend
+//! announces. Served as JSON at `GET /status` on the metrics listener and
+//! printed by `anycastd status`.
+//!
+//! ```text
+//!  engine core loop ── record_round / set_desired / apply_config ──┐
+//!  backend ─────────── status::set_announced(name, routes) ────────┼─► StatusBoard ──► GET /status
+//!                                                                   ┘      (RwLock)     (report → JSON)
+//! ```
+//!
+//! The engine gets its board as an explicit handle ([`StatusBoard`]); the
+//! daemon passes [`global`]. Backends report what they announce through the
+//! free function [`set_announced`], the way they report metrics, so they need
+//! no handle. Writers hold the lock only to copy a few values; readers take a
+//! [`StatusReport`] snapshot.
+//!
+//! The client half ([`fetch`], [`render`]) is what `anycastd status` uses: a
+//! plain HTTP/1.0 GET over a blocking socket and a text table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, format_duration};
+use crate::engine::{RoundOutcome, ServiceState};
+
+/// A service's state as `/status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// No decision yet: no round finished, or rise/fall not reached from startup.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl From<ServiceState> for State {
+    fn from(state: ServiceState) -> State {
+        match state {
+            ServiceState::Unknown => State::Unknown,
+            ServiceState::Up => State::Up,
+            ServiceState::Down => State::Down,
+        }
+    }
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unknown => "unknown",
+            State::Up => "up",
+            State::Down => "down",
+        }
+    }
+}
+
+/// A check's verdict in its service's last round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The check has not finished a round yet.
+    Unknown,
+    Pass,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Unknown => "unknown",
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+/// One check, as of its service's last round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub verdict: Verdict,
+    /// Why it failed; empty when it passed or has not run.
+    pub reason: String,
+    /// How long the last round of this check took, all tries included;
+    /// `null` before it has run.
+    pub duration_ms: Option<f64>,
+}
+
+/// One service: its state after rise/fall, and its checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub state: State,
+    /// Rounds finished since the service (re)started; 0 before the first verdict.
+    pub rounds: u64,
+    pub checks: Vec<CheckStatus>,
+}
+
+/// The routes: what the engine wants and what each backend announces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// Routes whose protecting services are all up.
+    pub desired: BTreeSet<IpNet>,
+    /// Per backend name, the routes it announces (as far as it knows).
+    pub announced: BTreeMap<String, BTreeSet<IpNet>>,
+}
+
+/// The whole of `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// anycastd's version.
+    pub version: String,
+    /// In configuration order.
+    pub services: Vec<ServiceStatus>,
+    pub routes: RouteStatus,
+}
+
+impl Default for StatusReport {
+    fn default() -> StatusReport {
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            services: Vec::new(),
+            routes: RouteStatus::default(),
+        }
+    }
+}
+
+impl StatusReport {
+    /// Whether every service is up (and there is at least one).
+    pub fn all_up(&self) -> bool {
+        !self.services.is_empty() && self.services.iter().all(|s| s.state == State::Up)
+    }
+}
+
+/// A shared, cheaply cloned handle to the current status.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<RwLock<StatusReport>>);
+
+/// The daemon's board: what the engine writes in `run` and `/status` serves.
+pub fn global() -> &'static StatusBoard {
+    static GLOBAL: LazyLock<StatusBoard> = LazyLock::new(StatusBoard::default);
+    &GLOBAL
+}
+
+/// For backends: `backend` now announces `routes` (call it where the
+/// `anycastd_routes_announced` gauge is set).
+pub fn set_announced<'a>(backend: &str, routes: impl IntoIterator<Item = &'a IpNet>) {
+    global().set_announced(backend, routes);
+}
+
+impl StatusBoard {
+    pub fn new() -> StatusBoard {
+        StatusBoard::default()
+    }
+
+    fn write(&self, f: impl FnOnce(&mut StatusReport)) {
+        // A writer that panicked left plain data behind; keep serving it.
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+    }
+
+    /// A copy of the current status.
+    pub fn report(&self) -> StatusReport {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current status as JSON.
+    pub fn to_json(&self) -> String {
+        // Plain structs of strings, numbers and prefixes: this cannot fail.
+        serde_json::to_string_pretty(&self.report()).unwrap_or_default() + "\n"
+    }
+
+    /// Takes a (new) config: services in its order. A service that keeps its
+    /// name keeps its state (as the engine's route book does) and the last
+    /// verdicts of the checks that keep theirs.
+    pub fn apply_config(&self, config: &Config) {
+        self.write(|report| {
+            let mut old: BTreeMap<String, ServiceStatus> = report
+                .services
+                .drain(..)
+                .map(|s| (s.name.clone(), s))
+                .collect();
+            for service in &config.services {
+                let previous = old.remove(&service.name);
+                let checks = service
+                    .checks
+                    .iter()
+                    .map(|check| {
+                        previous
+                            .as_ref()
+                            .and_then(|p| p.checks.iter().find(|c| c.name == check.name))
+                            .cloned()
+                            .unwrap_or_else(|| CheckStatus {
+                                name: check.name.clone(),
+                                verdict: Verdict::Unknown,
+                                reason: String::new(),
+                                duration_ms: None,
+                            })
+                    })
+                    .collect();
+                report.services.push(ServiceStatus {
+                    name: service.name.clone(),
+                    state: previous.as_ref().map_or(State::Unknown, |p| p.state),
+                    rounds: previous.as_ref().map_or(0, |p| p.rounds),
+                    checks,
+                });
+            }
+        });
+    }
+
+    /// Records a finished round of `service` and its state after it.
+    pub fn record_round(&self, service: &str, outcome: &RoundOutcome, state: ServiceState) {
+        self.write(|report| {
+            let Some(entry) = report.services.iter_mut().find(|s| s.name == service) else {
+                return;
+            };
+            entry.state = state.into();
+            entry.rounds += 1;
+            entry.checks = outcome
+                .checks
+                .iter()
+                .map(|check| CheckStatus {
+                    name: check.name.clone(),
+                    verdict: if check.passed {
+                        Verdict::Pass
+                    } else {
+                        Verdict::Fail
+                    },
+                    reason: check.reason.clone(),
+                    duration_ms: Some(round_ms(check.duration)),
+                })
+                .collect();
+        });
+    }
+
+    pub fn set_desired(&self, routes: &BTreeSet<IpNet>) {
+        self.write(|report| report.routes.desired.clone_from(routes));
+    }
+
+    pub fn set_announced<'a>(&self, backend: &str, routes: impl IntoIterator<Item = &'a IpNet>) {
+        let routes: BTreeSet<IpNet> = routes.into_iter().copied().collect();
+        self.write(|report| {
+            report.routes.announced.insert(backend.to_string(), routes);
+        });
+    }
+}
+
+/// Milliseconds with microsecond precision, so JSON stays short.
+fn round_ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+// ---- client: `anycastd status` ------------------------------------------
+
+/// Why `/status` could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL is not `http://HOST:PORT[/PATH]`.
+    #[error("invalid status URL `{0}`: expected http://HOST:PORT[/PATH]")]
+    Url(String),
+    /// Name resolution or the TCP connection failed.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    /// The connection broke while talking.
+    #[error("{address}: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    /// The server answered, but not with 200 and a status document.
+    #[error("{url}: {message}")]
+    Response { url: String, message: String },
+}
+
+/// Where the daemon serves `/status`: its metrics address, with an
+/// unspecified address (`0.0.0.0`, `::`) read as loopback.
+pub fn url_for(metrics: SocketAddr) -> String {
+    let mut address = metrics;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{address}/status")
+}
+
+/// Splits `http://host:port[/path]` into the address and the path
+/// (`/status` when none is given).
+fn split_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || !authority.contains(':') || authority.ends_with(':') {
+        return None;
+    }
+    let path = if path.is_empty() || path == "/" {
+        "/status"
+    } else {
+        path
+    };
+    Some((authority.to_string(), path.to_string()))
+}
+
+/// Fetches and parses the status document at `url`, each step bounded by `timeout`.
+pub fn fetch(url: &str, timeout: Duration) -> Result<StatusReport, FetchError> {
+    let (authority, path) = split_url(url).ok_or_else(|| FetchError::Url(url.to_string()))?;
+    let connect = |source| FetchError::Connect {
+        address: authority.clone(),
+        source,
+    };
+    let candidates: Vec<SocketAddr> = authority
+        .to_socket_addrs()
+        .map_err(connect)?
+        .collect::<Vec<_>>();
+    let mut last_error = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    let mut stream = None;
+    for candidate in candidates {
+        match TcpStream::connect_timeout(&candidate, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    let mut stream = stream.ok_or_else(|| connect(last_error))?;
+    let io = |source| FetchError::Io {
+        address: authority.clone(),
+        source,
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
+    )
+    .map_err(io)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(io)?;
+    parse_response(&response).map_err(|message| FetchError::Response {
+        url: url.to_string(),
+        message,
+    })
+}
+
+/// Reads an HTTP/1.x response carrying a status document.
+fn parse_response(response: &[u8]) -> Result<StatusReport, String> {
+    let text = String::from_utf8_lossy(response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("not an HTTP response (is this anycastd's metrics address?)")?;
+    let status_line = head.lines().next().unwrap_or_default();
+    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if code != "200" {
+        return Err(format!(
+            "server answered `{status_line}` (is this anycastd's metrics address, and a version with /status?)"
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| format!("not a status document: {e}"))
+}
+
+/// The status as text: a table of services and checks, then one of routes.
+pub fn render(report: &StatusReport) -> String {
+    let mut rows = vec![
+        ["SERVICE", "STATE", "CHECK", "VERDICT", "DURATION", "REASON"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for service in &report.services {
+        if service.checks.is_empty() {
+            rows.push(vec![service.name.clone(), service.state.as_str().into()]);
+        }
+        for check in &service.checks {
+            rows.push(vec![
+                service.name.clone(),
+                service.state.as_str().into(),
+                check.name.clone(),
+                check.verdict.as_str().into(),
+                check
+                    .duration_ms
+                    .map(|ms| format_duration(Duration::from_micros((ms * 1000.0).round() as u64)))
+                    .unwrap_or_default(),
+                check.reason.clone(),
+            ]);
+        }
+    }
+    let mut out = table(&rows);
+    out.push('\n');
+
+    let mut routes: BTreeSet<IpNet> = report.routes.desired.clone();
+    for announced in report.routes.announced.values() {
+        routes.extend(announced);
+    }
+    let mut rows = vec![["ROUTE", "DESIRED", "ANNOUNCED"].map(String::from).to_vec()];
+    for route in &routes {
+        let by: Vec<&str> = report
+            .routes
+            .announced
+            .iter()
+            .filter(|(_, set)| set.contains(route))
+            .map(|(backend, _)| backend.as_str())
+            .collect();
+        rows.push(vec![
+            route.to_string(),
+            if report.routes.desired.contains(route) {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+            if by.is_empty() {
+                "-".into()
+            } else {
+                by.join(",")
+            },
+        ]);
+    }
+    if routes.is_empty() {
+        rows.push(vec!["(none)".into()]);
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::{BackendKind, Format, load_str};
+    use crate::engine::CheckOutcome;
+
+    fn config(services: &str) -> Config {
+        let text = format!(
+            "announcer: {{backend: exabgp, routes: [192.0.2.1/32]}}\nservices:\n{services}"
+        );
+        load_str(
+            &text,
+            Format::Yaml,
+            Path::new("t.yaml"),
+            Some(BackendKind::Exabgp),
+        )
+        .unwrap()
+    }
+
+    const A: &str = "  - name: a\n    check_interval: 1s\n    checks: [{kind: assigned_address, name: lo, spec: {ipv4: 127.0.0.1}}]\n";
+    const B: &str = "  - name: b\n    check_interval: 1s\n    checks: [{kind: assigned_address, spec: {ipv4: 127.0.0.1}}]\n";
+
+    fn outcome(passed: bool, reason: &str) -> RoundOutcome {
+        RoundOutcome {
+            passed,
+            checks: vec![CheckOutcome {
+                name: "lo".into(),
+                group: String::new(),
+                passed,
+                reason: reason.into(),
+                duration: Duration::from_micros(1500),
+            }],
+            finished_at: Instant::now(),
+        }
+    }
+
+    fn routes(list: &[&str]) -> BTreeSet<IpNet> {
+        list.iter().map(|r| r.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn starts_unknown_then_follows_rounds() {
+        let board = StatusBoard::new();
+        board.apply_config(&config(&format!("{A}{B}")));
+        let report = board.report();
+        assert_eq!(report.services.len(), 2);
+        assert_eq!(report.services[0].state, State::Unknown);
+        assert_eq!(report.services[0].checks[0].verdict, Verdict::Unknown);
+        assert_eq!(report.services[1].checks[0].name, "assigned_address");
+        assert!(!report.all_up());
+
+        board.record_round("a", &outcome(false, "gone"), ServiceState::Down);
+        board.set_desired(&routes(&["192.0.2.1/32"]));
+        board.set_announced("exabgp", &routes(&["192.0.2.1/32"]));
+        let report = board.report();
+        let a = &report.services[0];
+        assert_eq!((a.state, a.rounds), (State::Down, 1));
+        assert_eq!(a.checks[0].verdict, Verdict::Fail);
+        assert_eq!(a.checks[0].reason, "gone");
+        assert_eq!(a.checks[0].duration_ms, Some(1.5));
+        assert_eq!(report.routes.announced["exabgp"], routes(&["192.0.2.1/32"]));
+    }
+
+    #[test]
+    fn reload_keeps_state_of_services_that_stay() {
+        let board = StatusBoard::new();
+        board.apply_config(&config(&format!("{A}{B}")));
+        board.record_round("a", &outcome(true, ""), ServiceState::Up);
+        board.apply_config(&config(A));
+        let report = board.report();
+        assert_eq!(report.services.len(), 1);
+        assert_eq!(report.services[0].state, State::Up);
+        assert_eq!(report.services[0].checks[0].verdict, Verdict::Pass);
+        // a report for a service no longer configured is dropped
+        board.record_round("b", &outcome(true, ""), ServiceState::Up);
+        assert_eq!(board.report().services.len(), 1);
+    }
+
+    #[test]
+    fn json_round_trips_with_lowercase_states() {
+        let board = StatusBoard::new();
+        board.apply_config(&config(A));
+        board.record_round("a", &outcome(true, ""), ServiceState::Up);
+        let json = board.to_json();
+        assert!(json.contains("\"state\": \"up\""), "{json}");
+        assert!(json.contains("\"verdict\": \"pass\""), "{json}");
+        let parsed: StatusReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, board.report());
+        assert!(parsed.all_up());
+    }
+
+    #[test]
+    fn urls_split_and_unspecified_addresses_mean_loopback() {
+        assert_eq!(
+            split_url("http://127.0.0.1:9180"),
+            Some(("127.0.0.1:9180".into(), "/status".into()))
+        );
+        assert_eq!(
+            split_url("http://[::1]:9180/x/status"),
+            Some(("[::1]:9180".into(), "/x/status".into()))
+        );
+        assert_eq!(split_url("https://a:1/"), None);
+        assert_eq!(split_url("http://localhost/"), None);
+        assert_eq!(
+            url_for("0.0.0.0:9180".parse().unwrap()),
+            "http://127.0.0.1:9180/status"
+        );
+        assert_eq!(
+            url_for("[::]:9180".parse().unwrap()),
+            "http://[::1]:9180/status"
+        );
+    }
+
+    #[test]
+    fn responses_other_than_200_json_are_explained() {
+        let err = parse_response(b"HTTP/1.1 404 Not Found\r\n\r\nnope").unwrap_err();
+        assert!(err.contains("404 Not Found"), "{err}");
+        let err = parse_response(b"SSH-2.0-OpenSSH").unwrap_err();
+        assert!(err.contains("not an HTTP response"), "{err}");
+        let err = parse_response(b"HTTP/1.1 200 OK\r\n\r\n{}").unwrap_err();
+        assert!(err.contains("not a status document"), "{err}");
+    }
+
+    #[test]
+    fn renders_services_then_routes() {
+        let board = StatusBoard::new();
+        board.apply_config(&config(A));
+        board.record_round(
+            "a",
+            &outcome(false, "192.0.2.9 is not assigned"),
+            ServiceState::Down,
+        );
+        board.set_announced("exabgp", &routes(&["192.0.2.1/32"]));
+        let text = render(&board.report());
+        assert_eq!(
+            text,
+            "SERVICE  STATE  CHECK  VERDICT  DURATION  REASON\n\
+             a        down   lo     fail     1.5ms     192.0.2.9 is not assigned\n\
+             \n\
+             ROUTE         DESIRED  ANNOUNCED\n\
+             192.0.2.1/32  no       exabgp\n"
+        );
+    }
+}
