@@ -28,7 +28,7 @@ complete -c anycastd -n "__fish_anycastd_needs_command" -s c -l config -d 'Confi
 complete -c anycastd -n "__fish_anycastd_needs_command" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_needs_command" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_needs_command" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_needs_command" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -44,7 +44,7 @@ complete -c anycastd -n "__fish_anycastd_using_subcommand run" -s c -l config -d
 complete -c anycastd -n "__fish_anycastd_using_subcommand run" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_using_subcommand run" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_using_subcommand run" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -52,7 +52,7 @@ complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -s c -l conf
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -60,16 +60,16 @@ complete -c anycastd -n "__fish_anycastd_using_subcommand check" -s c -l config 
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l url -d 'Where the daemon serves its status, instead of the config\'s metrics.address' -r -f
+complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l url -d 'Where the daemon serves its status, http://HOST:PORT[/PATH] (path /status when none is given), instead of metrics.address of the configuration file' -r -f
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -77,7 +77,7 @@ complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -s c -l co
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -85,7 +85,7 @@ complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -s c -l conf
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
-complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l backend -d 'Announce through this backend, overriding `announcer.backend`' -r -f -a "native\t'anycastd\'s own BGP speaker'
+complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'

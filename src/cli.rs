@@ -52,7 +52,8 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, value_name = "FORMAT")]
     pub log_format: LogFormat,
 
-    /// Announce through this backend, overriding `announcer.backend`.
+    /// Announce through this backend, overriding announcer.backend of the
+    /// configuration file (which also decides the keys that are required).
     #[arg(long, value_enum, global = true, value_name = "BACKEND")]
     pub backend: Option<BackendArg>,
 
@@ -88,14 +89,15 @@ pub enum Command {
     /// Ask the running daemon for its status and print it; exit 1 unless
     /// every service is up.
     ///
-    /// Reads `/status` (JSON) from the daemon's metrics listener, at
-    /// `metrics.address` of the configuration file unless --url is given, and
+    /// Reads /status (JSON) from the daemon's metrics listener, at
+    /// metrics.address of the configuration file unless --url is given, and
     /// prints each service's state and checks (verdict, duration, reason),
-    /// then each route: desired or not, and which backend announces it.
+    /// then each route: desired or not, and which backends announce it.
     /// Exit 2 when the daemon cannot be reached.
     Status {
-        /// Where the daemon serves its status, instead of the config's
-        /// metrics.address.
+        /// Where the daemon serves its status, http://HOST:PORT[/PATH] (path
+        /// /status when none is given), instead of metrics.address of the
+        /// configuration file.
         #[arg(long, value_name = "URL", value_hint = clap::ValueHint::Url)]
         url: Option<String>,
     },
@@ -104,10 +106,10 @@ pub enum Command {
     BirdFlush,
     /// Write the man page or the shell completions into a directory (for packagers).
     ///
-    /// `man` writes anycastd.8; `completions` writes anycastd.bash, _anycastd
+    /// man writes anycastd.8; completions writes anycastd.bash, _anycastd
     /// (zsh) and anycastd.fish. The copies in the source tree are made this
-    /// way: `anycastd generate man man/` and `anycastd generate completions
-    /// completions/`.
+    /// way: anycastd generate man man/ and anycastd generate completions
+    /// completions/.
     Generate {
         /// What to write.
         #[arg(value_enum, value_name = "WHAT")]

@@ -4,6 +4,7 @@
 //! Data flows one way: [`config`] → [`engine`] (scheduling, rise/fall, the
 //! desired route set) → [`backend`] (reconcile desired against announced).
 //! [`checks`] know nothing of routes; backends know nothing of checks.
+//! [`metrics`] and [`status`] report what the engine and the backends did.
 
 pub mod backend;
 pub mod checks;

@@ -43,7 +43,14 @@ fn main() -> ExitCode {
     let result = match cli.command.clone().unwrap_or(Command::Run) {
         Command::Validate => validate(&cli),
         Command::Check => runtime().and_then(|rt| rt.block_on(check(&cli))),
-        Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli))),
+        Command::Run => runtime().and_then(|rt| {
+            let result = rt.block_on(run(&cli));
+            // Reading stdin (ExaBGP's acks) takes a blocking thread that
+            // cannot be cancelled; waiting for it would hang the exit until
+            // ExaBGP writes again.
+            rt.shutdown_background();
+            result
+        }),
         Command::Status { url } => show_status(&cli, url.as_deref()),
         Command::BirdFlush => runtime().and_then(|rt| rt.block_on(bird_flush(&cli))),
         Command::Generate { what, dir } => generate_files(what, &dir),

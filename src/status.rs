@@ -105,6 +105,9 @@ pub struct ServiceStatus {
 /// The routes: what the engine wants and what each backend announces.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RouteStatus {
+    /// Every route the configuration names (announcer.routes and the
+    /// services' routes).
+    pub configured: BTreeSet<IpNet>,
     /// Routes whose protecting services are all up.
     pub desired: BTreeSet<IpNet>,
     /// Per backend name, the routes it announces (as far as it knows).
@@ -181,6 +184,7 @@ impl StatusBoard {
     /// verdicts of the checks that keep theirs.
     pub fn apply_config(&self, config: &Config) {
         self.write(|report| {
+            report.routes.configured = config.all_routes().into_iter().collect();
             let mut old: BTreeMap<String, ServiceStatus> = report
                 .services
                 .drain(..)
@@ -400,7 +404,7 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = table(&rows);
     out.push('\n');
 
-    let mut routes: BTreeSet<IpNet> = report.routes.desired.clone();
+    let mut routes: BTreeSet<IpNet> = &report.routes.configured | &report.routes.desired;
     for announced in report.routes.announced.values() {
         routes.extend(announced);
     }
@@ -604,6 +608,11 @@ mod tests {
              \n\
              ROUTE         DESIRED  ANNOUNCED\n\
              192.0.2.1/32  no       exabgp\n"
+        );
+        board.set_announced("exabgp", &routes(&[]));
+        assert!(
+            render(&board.report()).ends_with("192.0.2.1/32  no       -\n"),
+            "configured routes are listed even when nobody announces them"
         );
     }
 }

@@ -48,8 +48,8 @@ pub const MANUAL: &[Section] = &[
             ),
             Item(
                 "1",
-                "For check and status: a service is down (status: or not decided yet). For run: \
-                 the backend's peer went away (ExaBGP closed anycastd's standard input or \
+                "For check: a service is down. For status: a service is down or not decided \
+                 yet. For run: the backend's peer went away (ExaBGP closed anycastd's standard input or \
                  output; ExaBGP restarts its helper), a fault at start such as the metrics \
                  address being in use, or a second SIGTERM or SIGINT during shutdown. For \
                  bird-flush: BIRD could not be updated.",
@@ -115,23 +115,34 @@ pub const MANUAL: &[Section] = &[
     },
     Section {
         heading: "FILES",
-        blocks: &[
-            Item(
-                "/config.yaml",
-                "The configuration file when neither -c nor CONFIG_PATH is given (as in the \
+        blocks: &[Item(
+            "/config.yaml",
+            "The configuration file when neither -c nor CONFIG_PATH is given (as in the \
                  original anycastd's container image). YAML (.yaml, .yml) or JSON (.json); \
                  see anycastd.yaml(5).",
+        )],
+    },
+    Section {
+        heading: "METRICS AND STATUS",
+        blocks: &[
+            Para(
+                "With metrics.enabled set, the daemon serves HTTP at metrics.address \
+                 (see anycastd.yaml(5)):",
             ),
             Item(
-                "http://metrics.address/metrics",
-                "Prometheus metrics, when metrics.enabled is true.",
+                "GET /metrics",
+                "Prometheus metrics: service and check state, check durations, desired and \
+                 announced routes, backend updates and errors, route change latency, \
+                 configuration reloads, and the checks' own measurements.",
             ),
             Item(
-                "http://metrics.address/status",
-                "The daemon's status as JSON: each service's state (up, down, unknown), \
-                 each check's last verdict, reason and duration in milliseconds, the \
-                 desired routes and each backend's announced routes. anycastd status prints \
-                 it as a table.",
+                "GET /status",
+                "The daemon's status as JSON: version; services, each with name, state (up, \
+                 down or unknown), rounds and checks, each check with name, verdict (pass, \
+                 fail or unknown), reason and duration_ms of its last round; routes, with \
+                 configured (every route the configuration names), desired (the routes whose \
+                 protecting services are all up) and announced (for each backend, the routes \
+                 it announces). anycastd status prints it as a table.",
             ),
         ],
     },
@@ -195,12 +206,17 @@ fn title_case(heading: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The date of the manual's last non-trivial change, for its title line.
+const MANUAL_DATE: &str = "2026-11-25";
+
 /// The man page `anycastd(8)`, as roff.
 pub fn man_page() -> Vec<u8> {
     let mut command = Cli::command();
     command.build();
     let man = Man::new(command.clone())
+        .title("ANYCASTD")
         .section("8")
+        .date(MANUAL_DATE)
         .manual("System Administration");
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -208,9 +224,13 @@ pub fn man_page() -> Vec<u8> {
     let _ = man.render_name_section(&mut out);
     let _ = man.render_synopsis_section(&mut out);
     let _ = man.render_description_section(&mut out);
-    let _ = man.render_options_section(&mut out);
 
     let mut roff = Roff::new();
+    roff.control("SH", ["OPTIONS"]);
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        render_arg(&mut roff, arg);
+    }
+
     roff.control("SH", ["COMMANDS"]);
     roff.text([roman(
         "Without a command, anycastd runs the daemon. The options above apply to every command.",
@@ -232,38 +252,25 @@ pub fn man_page() -> Vec<u8> {
             if i > 0 {
                 roff.control("IP", []);
             }
-            roff.text([roman(unwrap_lines(paragraph))]);
+            roff.text([roman(sentence(&unwrap_lines(paragraph)))]);
         }
         let args: Vec<&Arg> = own_args(sub).collect();
         if !args.is_empty() {
             roff.control("RS", []);
             for arg in args {
-                roff.control("TP", []);
-                roff.text(arg_synopsis(arg));
-                let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                let values: Vec<String> = arg
-                    .get_possible_values()
-                    .iter()
-                    .filter(|v| !v.is_hide_set())
-                    .map(|v| match v.get_help() {
-                        Some(h) => format!("{} ({h})", v.get_name()),
-                        None => v.get_name().to_string(),
-                    })
-                    .collect();
-                if !values.is_empty() {
-                    help.push_str(&format!(" One of: {}.", values.join(", ")));
-                }
-                roff.text([roman(help)]);
+                render_arg(&mut roff, arg);
             }
             roff.control("RE", []);
         }
     }
     for section in MANUAL {
         roff.control("SH", [section.heading]);
-        for block in section.blocks {
+        for (i, block) in section.blocks.iter().enumerate() {
             match block {
                 Para(text) => {
-                    roff.control("PP", []);
+                    if i > 0 {
+                        roff.control("PP", []);
+                    }
                     roff.text([roman(*text)]);
                 }
                 Item(term, text) => {
@@ -272,14 +279,12 @@ pub fn man_page() -> Vec<u8> {
                     roff.text([roman(*text)]);
                 }
                 Example(lines) => {
-                    roff.control("PP", []);
-                    roff.control("RS", ["4"]);
+                    roff.control("IP", []);
                     roff.control("nf", []);
                     for line in lines.lines() {
                         roff.text([roman(line)]);
                     }
                     roff.control("fi", []);
-                    roff.control("RE", []);
                 }
             }
         }
@@ -289,6 +294,65 @@ pub fn man_page() -> Vec<u8> {
     out
 }
 
+/// One option or argument: a tagged paragraph with its help, its values,
+/// default and environment variable.
+fn render_arg(roff: &mut Roff, arg: &Arg) {
+    let mut header = Vec::new();
+    if let Some(short) = arg.get_short() {
+        header.push(bold(format!("-{short}")));
+        if arg.get_long().is_some() {
+            header.push(roman(", "));
+        }
+    }
+    if let Some(long) = arg.get_long() {
+        header.push(bold(format!("--{long}")));
+    }
+    if arg.get_action().takes_values() {
+        if !header.is_empty() {
+            header.push(roman(" "));
+        }
+        header.push(italic(value_name(arg)));
+    }
+    roff.control("TP", []);
+    roff.text(header);
+
+    let mut help = arg
+        .get_long_help()
+        .or_else(|| arg.get_help())
+        .map(|h| sentence(&unwrap_lines(&h.to_string())))
+        .unwrap_or_default();
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| match v.get_help() {
+            Some(h) => format!("{} ({})", v.get_name(), lower_first(&h.to_string())),
+            None => v.get_name().to_string(),
+        })
+        .collect();
+    if arg.get_action().takes_values() && !values.is_empty() {
+        help.push_str(&format!(" One of: {}.", values.join("; ")));
+    }
+    let defaults: Vec<String> = arg
+        .get_default_values()
+        .iter()
+        .map(|v| v.to_string_lossy().into_owned())
+        .collect();
+    if !defaults.is_empty() {
+        help.push_str(&format!(" Default: {}.", defaults.join(" ")));
+    }
+    if let Some(env) = arg.get_env() {
+        help.push_str(&format!(" Environment: {}.", env.to_string_lossy()));
+    }
+    roff.text([roman(help.trim().to_string())]);
+}
+
+fn value_name(arg: &Arg) -> String {
+    arg.get_value_names()
+        .map(|v| v.join(" "))
+        .unwrap_or_else(|| arg.get_id().to_string())
+}
+
 /// A subcommand's own arguments: not the global ones, not help/version.
 fn own_args(sub: &clap::Command) -> impl Iterator<Item = &Arg> {
     sub.get_arguments().filter(|a| {
@@ -296,23 +360,45 @@ fn own_args(sub: &clap::Command) -> impl Iterator<Item = &Arg> {
     })
 }
 
-/// `--url <URL>` or `<DIR>`, bracketed when optional.
+/// `--url URL` or `DIR`, bracketed when optional.
 fn arg_synopsis(arg: &Arg) -> Vec<Inline> {
-    let value = arg
-        .get_value_names()
-        .map(|v| v.join(" "))
-        .unwrap_or_else(|| arg.get_id().to_string());
     let mut parts = Vec::new();
     if let Some(long) = arg.get_long() {
         parts.push(bold(format!("--{long}")));
         parts.push(roman(" "));
     }
-    parts.push(italic(value));
+    parts.push(italic(value_name(arg)));
     if !arg.is_required_set() {
         parts.insert(0, roman("["));
         parts.push(roman("]"));
     }
     parts
+}
+
+/// Ends `text` with a full stop unless it ends with punctuation already
+/// (clap drops the full stop of a one-line doc comment).
+fn sentence(text: &str) -> String {
+    let text = text.trim_end();
+    if text.is_empty() || text.ends_with(['.', '!', '?', ':']) {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    }
+}
+
+/// "Human-readable lines" → "human-readable lines", for text in parentheses;
+/// names such as "BIRD", "ExaBGP" or "A" stay as they are.
+fn lower_first(text: &str) -> String {
+    let word = text.split_whitespace().next().unwrap_or_default();
+    let mut chars = word.chars();
+    let first = chars.next();
+    let rest: String = chars.collect();
+    match first {
+        Some(c) if !rest.is_empty() && !rest.chars().any(char::is_uppercase) => {
+            c.to_lowercase().chain(text.chars().skip(1)).collect()
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// Joins a doc comment's wrapped lines into one.

@@ -107,9 +107,10 @@ pub async fn run(
     let mut first_round_pending: HashSet<String> =
         config.services.iter().map(|s| s.name.clone()).collect();
     let mut heartbeat = hooks.heartbeat.take().map(|h| {
-        let mut ticker = tokio::time::interval(h.period);
+        // `interval` panics on zero.
+        let mut ticker = tokio::time::interval(h.period.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        (ticker, h.beat)
+        (ticker, h)
     });
     let mut entries: HashMap<String, ServiceEntry> = HashMap::new();
     let mut next_epoch = 0u64;
@@ -249,11 +250,11 @@ fn log_transition(transition: &Transition, outcome: &RoundOutcome) {
 }
 
 /// Waits for the next heartbeat tick and beats; never resolves without a heartbeat.
-async fn beat(heartbeat: &mut Option<(tokio::time::Interval, Box<dyn FnMut() + Send>)>) {
+async fn beat(heartbeat: &mut Option<(tokio::time::Interval, Heartbeat)>) {
     match heartbeat {
-        Some((ticker, beat)) => {
+        Some((ticker, heartbeat)) => {
             ticker.tick().await;
-            beat();
+            (heartbeat.beat)();
         }
         None => std::future::pending().await,
     }

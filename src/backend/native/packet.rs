@@ -201,29 +201,52 @@ impl Notification {
             (2, 7) => "OPEN Message Error / Unsupported Capability",
             (2, _) => "OPEN Message Error",
             (3, 1) => "UPDATE Message Error / Malformed Attribute List",
+            (3, 2) => "UPDATE Message Error / Unrecognized Well-known Attribute",
+            (3, 3) => "UPDATE Message Error / Missing Well-known Attribute",
+            (3, 4) => "UPDATE Message Error / Attribute Flags Error",
+            (3, 5) => "UPDATE Message Error / Attribute Length Error",
+            (3, 6) => "UPDATE Message Error / Invalid ORIGIN Attribute",
+            (3, 8) => "UPDATE Message Error / Invalid NEXT_HOP Attribute",
+            (3, 9) => "UPDATE Message Error / Optional Attribute Error",
             (3, 10) => "UPDATE Message Error / Invalid Network Field",
+            (3, 11) => "UPDATE Message Error / Malformed AS_PATH",
             (3, _) => "UPDATE Message Error",
             (4, _) => "Hold Timer Expired",
             (5, _) => "Finite State Machine Error",
+            (6, 1) => "Cease / Maximum Number of Prefixes Reached",
             (6, 2) => "Cease / Administrative Shutdown",
             (6, 3) => "Cease / Peer De-configured",
             (6, 4) => "Cease / Administrative Reset",
             (6, 5) => "Cease / Connection Rejected",
+            (6, 6) => "Cease / Other Configuration Change",
             (6, 7) => "Cease / Connection Collision Resolution",
+            (6, 8) => "Cease / Out of Resources",
+            (6, 9) => "Cease / Hard Reset",
             (6, _) => "Cease",
             _ => "Unknown error code",
         };
         let mut out = format!("{name} ({}/{})", self.code, self.subcode);
-        if self.code == 6
-            && matches!(self.subcode, 2 | 4)
-            && let Some((&len, rest)) = self.data.split_first()
-            && usize::from(len) <= rest.len()
-            && len > 0
-        {
-            out.push_str(&format!(
-                ": \"{}\"",
-                String::from_utf8_lossy(&rest[..usize::from(len)])
-            ));
+        if self.code == 6 && matches!(self.subcode, 2 | 4) {
+            if let Some((&len, rest)) = self.data.split_first()
+                && usize::from(len) <= rest.len()
+                && len > 0
+            {
+                out.push_str(&format!(
+                    ": \"{}\"",
+                    String::from_utf8_lossy(&rest[..usize::from(len)])
+                ));
+            }
+        } else if self.code != 6 && !self.data.is_empty() {
+            // The data names the culprit (for UPDATE errors, the attribute
+            // as received): worth having in the log.
+            let shown: Vec<String> = self
+                .data
+                .iter()
+                .take(32)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if self.data.len() > 32 { " …" } else { "" };
+            out.push_str(&format!(", data {}{more}", shown.join(" ")));
         }
         out
     }

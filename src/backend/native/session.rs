@@ -51,6 +51,9 @@ pub enum Timer {
     ConnectRetry,
     Hold,
     Keepalive,
+    /// The session has stayed Established long enough to count as stable:
+    /// only then does the reconnect backoff start over.
+    Stable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +124,13 @@ struct Negotiated {
 
 /// RFC 4271 §10: hold time while waiting for the peer's OPEN.
 const LARGE_HOLD: Duration = Duration::from_secs(240);
+
+/// How long a session must stay Established before the reconnect backoff
+/// starts over. A peer that accepts the OPEN and then refuses the first
+/// UPDATE (FRR answers a loopback NEXT_HOP with 3/8 at once) would otherwise
+/// be reconnected to every second, forever (RFC 4271 §8.1.1
+/// DampPeerOscillations).
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 pub struct Session {
     config: SessionConfig,
@@ -215,6 +225,11 @@ impl Session {
                     self.reset("hold timer expired".into(), &mut out);
                 }
             }
+            Event::TimerFired(Timer::Stable) => {
+                if self.state == State::Established {
+                    self.backoff.reset();
+                }
+            }
             Event::TimerFired(Timer::Keepalive) => {
                 if let (State::OpenConfirm | State::Established, Some(n)) =
                     (self.state, &self.negotiated)
@@ -249,7 +264,12 @@ impl Session {
                     )));
                 }
                 out.push(Action::Close);
-                for timer in [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive] {
+                for timer in [
+                    Timer::ConnectRetry,
+                    Timer::Hold,
+                    Timer::Keepalive,
+                    Timer::Stable,
+                ] {
                     out.push(Action::CancelTimer(timer));
                 }
                 if self.state == State::Established {
@@ -302,7 +322,7 @@ impl Session {
             (State::OpenConfirm, Incoming::Keepalive) => {
                 self.restart_hold(out);
                 self.set_state(State::Established, out);
-                self.backoff.reset();
+                out.push(Action::SetTimer(Timer::Stable, STABLE_AFTER));
                 out.push(Action::Up);
                 self.announced.clear();
                 self.sync(out);
@@ -450,6 +470,7 @@ impl Session {
         out.push(Action::Close);
         out.push(Action::CancelTimer(Timer::Hold));
         out.push(Action::CancelTimer(Timer::Keepalive));
+        out.push(Action::CancelTimer(Timer::Stable));
         self.negotiated = None;
         self.announced.clear();
         self.set_state(State::Idle, out);

@@ -262,6 +262,23 @@ fn notification_describes_shutdown_communication() {
     );
 }
 
+/// FRR 8.4 refuses a 127.0.0.0/8 NEXT_HOP with this NOTIFICATION (the data is
+/// the attribute as received): the log line must say what was wrong.
+#[test]
+fn notification_describes_update_errors_with_their_data() {
+    let frr = Notification::new(3, 8, vec![0x40, 0x03, 0x04, 127, 0, 60, 1]);
+    assert_eq!(
+        frr.describe(),
+        "UPDATE Message Error / Invalid NEXT_HOP Attribute (3/8), data 40 03 04 7f 00 3c 01"
+    );
+    let long = Notification::new(3, 1, vec![0xab; 40]);
+    assert!(long.describe().ends_with("ab ab …"), "{}", long.describe());
+    assert_eq!(
+        Notification::new(6, 4, vec![]).describe(),
+        "Cease / Administrative Reset (6/4)"
+    );
+}
+
 #[test]
 fn route_refresh_roundtrip() {
     let bytes = encode(&Message::RouteRefresh { afi: 2, safi: 1 });

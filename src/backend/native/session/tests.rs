@@ -156,7 +156,7 @@ fn hold_timer_expiry_sends_notification_and_retries_with_backoff() {
             _ => None,
         })
     };
-    // Established reset the backoff: first retry after 1 s, then 2 s.
+    // First failure: retry after 1 s, then 2 s.
     assert_eq!(retry(&a), Some(Duration::from_secs(1)));
     s.handle(Event::TimerFired(Timer::ConnectRetry));
     let a = s.handle(Event::ConnectFailed("refused".into()));
@@ -277,4 +277,69 @@ fn ipv4_only_peer_gets_no_ipv6() {
     let updates = sent_updates(&s.handle(Event::Received(Incoming::Keepalive)));
     let announced: Vec<IpNet> = updates.iter().flat_map(|u| u.announced.clone()).collect();
     assert_eq!(announced, vec!["192.0.2.10/32".parse::<IpNet>().unwrap()]);
+}
+
+/// The delay of the ConnectRetry timer `actions` arm, if any.
+fn retry_delay(actions: &[Action]) -> Option<Duration> {
+    actions.iter().find_map(|x| match x {
+        Action::SetTimer(Timer::ConnectRetry, d) => Some(*d),
+        _ => None,
+    })
+}
+
+/// Connect, OPEN, KEEPALIVE: from Idle (after ConnectRetry) to Established.
+fn reestablish(s: &mut Session, remote: u32) -> Vec<Action> {
+    s.handle(Event::TimerFired(Timer::ConnectRetry));
+    s.handle(Event::Connected {
+        local: "192.0.2.1".parse().unwrap(),
+    });
+    s.handle(Event::Received(peer_open(remote, 30)));
+    let a = s.handle(Event::Received(Incoming::Keepalive));
+    assert_eq!(s.state(), State::Established);
+    a
+}
+
+/// Seen with FRR 8.4: the session comes up, the peer refuses our first
+/// UPDATE with a NOTIFICATION (3/8 for a 127.0.0.0/8 NEXT_HOP), and so on.
+/// Reaching Established must not reset the backoff, or anycastd reconnects
+/// every second forever.
+#[test]
+fn a_session_refused_right_after_establishing_backs_off() {
+    let (mut s, a) = established(65001, 65002, &["192.0.2.10/32"]);
+    assert!(a.contains(&Action::SetTimer(Timer::Stable, STABLE_AFTER)));
+    let refuse = |s: &mut Session| {
+        s.handle(Event::Received(Incoming::Notification(Notification::new(
+            3,
+            8,
+            vec![0x40, 3, 4, 127, 0, 0, 1],
+        ))))
+    };
+    let a = refuse(&mut s);
+    assert!(a.contains(&Action::CancelTimer(Timer::Stable)));
+    assert_eq!(retry_delay(&a), Some(Duration::from_secs(1)));
+    let mut delays = Vec::new();
+    for _ in 0..7 {
+        reestablish(&mut s, 65002);
+        delays.push(retry_delay(&refuse(&mut s)).unwrap().as_secs());
+    }
+    assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60]);
+}
+
+#[test]
+fn a_stable_session_starts_the_backoff_over() {
+    let (mut s, _) = established(65001, 65002, &[]);
+    s.handle(Event::Closed("reset".into()));
+    reestablish(&mut s, 65002);
+    // Not yet stable: the next failure waits longer.
+    let a = s.handle(Event::Closed("reset".into()));
+    assert_eq!(retry_delay(&a), Some(Duration::from_secs(2)));
+    reestablish(&mut s, 65002);
+    assert!(s.handle(Event::TimerFired(Timer::Stable)).is_empty());
+    let a = s.handle(Event::Closed("reset".into()));
+    assert_eq!(retry_delay(&a), Some(Duration::from_secs(1)));
+    // A stale Stable timer outside Established changes nothing.
+    s.handle(Event::TimerFired(Timer::Stable));
+    s.handle(Event::TimerFired(Timer::ConnectRetry));
+    let a = s.handle(Event::ConnectFailed("refused".into()));
+    assert_eq!(retry_delay(&a), Some(Duration::from_secs(2)));
 }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# anycastd benchmark, bird backend: verdict -> route gone at a BGP peer,
+# reconfigure cost, UPDATEs per health change, many services flipping at once.
+# See bench/README.md ("bird backend"). Usage: bench/bird.sh
+#
+# Environment (all optional):
+#   BENCH_BIRD_SIZES       prefix counts                          (default "1 100 10000")
+#   BENCH_BIRD_FORMATS     include-file formats                   (default "static prefix_set")
+#   BENCH_BIRD_FLAPS       down+up cycles per run                 (default 20)
+#   BENCH_BIRD_FLAPS_BIG   cycles for sizes >= BENCH_BIRD_BIG     (default 5)
+#   BENCH_BIRD_BIG         where "big" starts                     (default 5000)
+#   BENCH_BIRD_CONFIGURES  bare `configure`s timed per size       (default 20)
+#   BENCH_BIRD_SERVICES    services in the flip test, 0 skips it  (default 1000)
+#   BENCH_SKIP_BUILD       set to 1 to reuse the existing release build
+#
+# Needs bird and birdc (BIRD 2.0.11 or later: empty prefix sets), Python 3 and
+# Linux. Only 127.0.0.0/8 is used: 127.0.0.1 for the HTTP server and one
+# 127.0.K.1/127.0.K.2 pair per BIRD couple, K from 100 up. Every process
+# started here is stopped on exit, including on Ctrl-C; logs of the last run
+# stay in bench/results/bird-last-run/.
+set -euo pipefail
+
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$bench_dir")
+cd "$root"
+
+read -r -a sizes <<<"${BENCH_BIRD_SIZES:-1 100 10000}"
+read -r -a formats <<<"${BENCH_BIRD_FORMATS:-static prefix_set}"
+flaps=${BENCH_BIRD_FLAPS:-20}
+flaps_big=${BENCH_BIRD_FLAPS_BIG:-5}
+big=${BENCH_BIRD_BIG:-5000}
+configures=${BENCH_BIRD_CONFIGURES:-20}
+services=${BENCH_BIRD_SERVICES:-1000}
+for value in "${sizes[@]}" "$flaps" "$flaps_big" "$big" "$configures"; do
+    [[ $value =~ ^[0-9]+$ && $value -gt 0 ]] || { echo "bird.sh: expected a positive integer, got '$value'" >&2; exit 2; }
+done
+[[ $services =~ ^[0-9]+$ ]] || { echo "bird.sh: BENCH_BIRD_SERVICES: expected an integer, got '$services'" >&2; exit 2; }
+for value in "${sizes[@]}" "$services"; do
+    ((value <= 65535)) || { echo "bird.sh: at most 65535 prefixes, got $value" >&2; exit 2; }
+done
+for fmt in "${formats[@]}"; do
+    [[ $fmt == static || $fmt == prefix_set ]] || { echo "bird.sh: unknown format '$fmt'" >&2; exit 2; }
+done
+for tool in bird birdc python3; do
+    command -v "$tool" >/dev/null || { echo "bird.sh: $tool not found" >&2; exit 2; }
+done
+
+results="$bench_dir/results"
+work="$results/bird-last-run"
+rm -rf "$work"
+mkdir -p "$work"
+
+pids=()
+cleanup() {
+    local pid waited pidfile
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    # The driver stops anycastd (which withdraws on SIGTERM) and both BIRDs;
+    # give everything 30 s, then SIGKILL what is left.
+    for pid in "${pids[@]}"; do
+        for ((waited = 0; waited < 300; waited++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    # Belt and braces: the driver's BIRDs die with it (PR_SET_PDEATHSIG), but
+    # stop any that a pid file of this run still names.
+    while IFS= read -r -d '' pidfile; do
+        pid=$(cat "$pidfile" 2>/dev/null || true)
+        [[ $pid =~ ^[0-9]+$ ]] || continue
+        if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == bird ]] &&
+            tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$work/"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done < <(find "$work" -name bird.pid -print0 2>/dev/null)
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    echo "== building (release)"
+    cargo build --release --quiet --bin anycastd --example bench-http-server
+fi
+anycastd="$root/target/release/anycastd"
+server_bin="$root/target/release/examples/bench-http-server"
+
+echo "== starting the bench HTTP server"
+"$server_bin" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+pids+=("$server_pid")
+server=""
+for ((i = 0; i < 50; i++)); do
+    server=$(sed -n 's/^listening on //p' "$work/server.out")
+    [[ -n $server ]] && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "bird.sh: the server died; see $work/server.err" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n $server ]] || { echo "bird.sh: the server did not start within 5 s" >&2; exit 1; }
+echo "   listening on $server"
+
+echo "== bird backend: sizes ${sizes[*]}, formats ${formats[*]}, $flaps flaps ($flaps_big from $big), flip test $services services"
+started=$SECONDS
+# In the background and waited for, so a signal here is handled at once.
+python3 "$bench_dir/bird_driver.py" run --anycastd "$anycastd" --server "$server" --workdir "$work" \
+    --out "$work/bird.json" --sizes "${sizes[@]}" --formats "${formats[@]}" --flaps "$flaps" \
+    --flaps-big "$flaps_big" --big "$big" --configures "$configures" --services "$services" &
+driver_pid=$!
+pids+=("$driver_pid")
+wait "$driver_pid"
+echo "   done in $((SECONDS - started)) s"
+
+# Which source was measured; "+dirty" when the working tree had changes.
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- 2>/dev/null || revision+="+dirty"
+
+echo
+python3 "$bench_dir/bird_driver.py" report --results "$work/bird.json" --revision "$revision" |
+    tee "$results/bird-latest.txt"
+echo
+echo "table written to $results/bird-latest.txt; logs and raw JSON in $work/"

@@ -1,0 +1,875 @@
+//! The native backend (anycastd's own BGP speaker) against three real BGP
+//! implementations: BIRD 2, GoBGP and FRR, each over eBGP and iBGP. A real
+//! HTTP server decides the service's health; the verdict is the peer's own
+//! RIB, read with the peer's own CLI.
+//!
+//! Every test has its own loopback pair 127.0.N.1 (anycastd) / 127.0.N.2
+//! (the peer, listening on port 179 of its own address only), N in 50..=79.
+//! The multihop test builds three network namespaces (anycastd | router |
+//! peer) so that the TTL really is decremented on the way.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+const LOCAL_AS: u32 = 65001;
+const REMOTE_AS: u32 = 65002;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Bird,
+    Gobgp,
+    Frr,
+}
+
+impl Kind {
+    fn require(self) {
+        match self {
+            Kind::Bird => require(&[("bird", "bird2"), ("birdc", "bird2")]),
+            Kind::Gobgp => require(&[("gobgpd", "gobgpd"), ("gobgp", "gobgpd")]),
+            Kind::Frr => require(&[("/usr/lib/frr/bgpd", "frr"), ("vtysh", "frr")]),
+        }
+    }
+}
+
+/// What one test sets up.
+#[derive(Clone, Debug)]
+struct Setup {
+    kind: Kind,
+    n: u8,
+    ibgp: bool,
+    /// Also announce an IPv6 route (over the IPv4 session).
+    v6: bool,
+    /// TCP-MD5 key on both sides.
+    password: Option<&'static str>,
+    /// anycastd's `hold_time` for the peer (seconds).
+    hold_time: Option<u16>,
+    /// anycastd's `multihop_ttl` (with `enable_multihop`); the peer is then
+    /// one router away and allows TTL 2 itself.
+    multihop_ttl: Option<u8>,
+    /// Run anycastd and the peer in their own network namespaces.
+    netns: bool,
+}
+
+impl Setup {
+    fn new(kind: Kind, n: u8, ibgp: bool) -> Setup {
+        assert!((50..=79).contains(&n), "this file owns 127.0.50-79.x");
+        Setup {
+            kind,
+            n,
+            ibgp,
+            v6: false,
+            password: None,
+            hold_time: None,
+            multihop_ttl: None,
+            netns: false,
+        }
+    }
+
+    fn remote_as(&self) -> u32 {
+        if self.ibgp { LOCAL_AS } else { REMOTE_AS }
+    }
+}
+
+/// Output of a command, killed if it takes longer than `timeout`.
+fn output_within(mut command: Command, timeout: Duration) -> (bool, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => {
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let out = child.wait_with_output().expect("collect output");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---- network namespaces -----------------------------------------------------
+
+/// Namespaces A (anycastd) and B (the peer), either on one link
+/// (10.N.1.1 ── 10.N.1.2) or with a router R between them
+/// (10.N.1.1 ── R ── 10.N.2.2). Deleted on drop, with their links.
+struct Netns {
+    names: Vec<String>,
+    routed: bool,
+}
+
+impl Netns {
+    fn build(n: u8, routed: bool) -> Netns {
+        require(&[("ip", "iproute2")]);
+        let pid = std::process::id();
+        let mut nets = Netns {
+            names: Vec::new(),
+            routed,
+        };
+        let parts: &[&str] = if routed { &["a", "b", "r"] } else { &["a", "b"] };
+        for part in parts {
+            let name = format!("acd-np{pid}-{n}{part}");
+            nets.ip(&["netns", "add", &name]);
+            // Recorded at once: a later failure still deletes it.
+            nets.names.push(name);
+        }
+        let (a, b) = (nets.a().to_string(), nets.b().to_string());
+        // Links are created inside the namespaces: the host's are never touched.
+        let mut cmds = vec![
+            format!("-n {a} link set lo up"),
+            format!("-n {b} link set lo up"),
+        ];
+        if routed {
+            let r = nets.names[2].clone();
+            cmds.extend([
+                format!("-n {r} link set lo up"),
+                format!("-n {a} link add va type veth peer name vra netns {r}"),
+                format!("-n {r} link add vrb type veth peer name vb netns {b}"),
+                format!("-n {a} addr add 10.{n}.1.1/24 dev va"),
+                format!("-n {r} addr add 10.{n}.1.254/24 dev vra"),
+                format!("-n {r} addr add 10.{n}.2.254/24 dev vrb"),
+                format!("-n {b} addr add 10.{n}.2.2/24 dev vb"),
+                format!("-n {a} link set va up"),
+                format!("-n {r} link set vra up"),
+                format!("-n {r} link set vrb up"),
+                format!("-n {b} link set vb up"),
+                format!("-n {a} route add default via 10.{n}.1.254"),
+                format!("-n {b} route add default via 10.{n}.2.254"),
+                format!("netns exec {r} sysctl -qw net.ipv4.ip_forward=1"),
+            ]);
+        } else {
+            cmds.extend([
+                format!("-n {a} link add va type veth peer name vb netns {b}"),
+                format!("-n {a} addr add 10.{n}.1.1/24 dev va"),
+                format!("-n {b} addr add 10.{n}.1.2/24 dev vb"),
+                format!("-n {a} link set va up"),
+                format!("-n {b} link set vb up"),
+            ]);
+        }
+        for cmd in cmds {
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            nets.ip(&args);
+        }
+        nets
+    }
+
+    /// anycastd's and the peer's addresses.
+    fn addresses(&self, n: u8) -> (String, String) {
+        if self.routed {
+            (format!("10.{n}.1.1"), format!("10.{n}.2.2"))
+        } else {
+            (format!("10.{n}.1.1"), format!("10.{n}.1.2"))
+        }
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut c = Command::new("ip");
+        c.args(args);
+        let (ok, out) = output_within(c, Duration::from_secs(10));
+        assert!(ok, "ip {}: {out}", args.join(" "));
+    }
+
+    fn a(&self) -> &str {
+        &self.names[0]
+    }
+
+    fn b(&self) -> &str {
+        &self.names[1]
+    }
+
+    /// ICMP Time Exceeded messages the router sent (packets it dropped
+    /// because their TTL ran out).
+    fn router_time_exceeded(&self) -> u64 {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[2], "cat", "/proc/net/snmp"]);
+        let (_, snmp) = output_within(c, Duration::from_secs(5));
+        let icmp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Icmp:")).collect();
+        let (Some(names), Some(values)) = (icmp.first(), icmp.get(1)) else {
+            return 0;
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "OutTimeExcds")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A [`HealthServer`] whose listening socket lives in namespace `ns`.
+fn health_server_in(ns: &str) -> HealthServer {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open the namespace");
+        // SAFETY: setns on this (short-lived) thread only, with a valid fd
+        // to a network namespace; the socket created next stays there.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        HealthServer::start()
+    })
+    .join()
+    .expect("health server thread")
+}
+
+// ---- the peers ---------------------------------------------------------------
+
+enum Peer {
+    Bird(Bird),
+    // The daemons are held for their Drop (stop and wait).
+    Gobgp { _daemon: Daemon, api: u16 },
+    Frr { _daemon: Daemon, vty: PathBuf },
+}
+
+// ---- the lab -------------------------------------------------------------------
+
+struct Lab {
+    setup: Setup,
+    anycastd: Option<Daemon>,
+    peer: Option<Peer>,
+    http: HealthServer,
+    /// After the daemons living in them.
+    nets: Option<Netns>,
+    local: String,
+    remote: String,
+    v4: String,
+    v6: String,
+    /// Last: dropped after the daemons living in it.
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Starts the peer and waits until it answers its CLI; anycastd is
+    /// started separately.
+    fn new(setup: Setup) -> Lab {
+        setup.kind.require();
+        let n = setup.n;
+        let dir = scratch();
+        let nets = (setup.netns || setup.multihop_ttl.is_some())
+            .then(|| Netns::build(n, setup.multihop_ttl.is_some()));
+        let (local, remote) = match &nets {
+            Some(nets) => nets.addresses(n),
+            None => (format!("127.0.{n}.1"), format!("127.0.{n}.2")),
+        };
+        let http = match &nets {
+            Some(nets) => health_server_in(nets.a()),
+            None => HealthServer::start(),
+        };
+        let mut lab = Lab {
+            setup,
+            anycastd: None,
+            peer: None,
+            http,
+            nets,
+            local,
+            remote,
+            v4: format!("192.0.2.{n}/32"),
+            v6: format!("2001:db8::{n}/128"),
+            dir,
+        };
+        lab.start_peer();
+        lab
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `ip netns exec NS` when the peer lives in a namespace.
+    fn in_peer_ns(&self, program: &str) -> Command {
+        match &self.nets {
+            Some(nets) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", nets.b(), program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn peer_log(&self) -> PathBuf {
+        self.path(match self.setup.kind {
+            Kind::Bird => "bird/bird.log",
+            Kind::Gobgp => "gobgpd.log",
+            Kind::Frr => "frr/bgpd.log",
+        })
+    }
+
+    fn start_peer(&mut self) {
+        let peer = match self.setup.kind {
+            Kind::Bird => self.start_bird(),
+            Kind::Gobgp => self.start_gobgp(),
+            Kind::Frr => self.start_frr(),
+        };
+        self.peer = Some(peer);
+    }
+
+    fn start_bird(&self) -> Peer {
+        assert!(self.nets.is_none(), "BIRD runs on loopback here");
+        let s = &self.setup;
+        let bird_dir = self.path("bird");
+        std::fs::create_dir_all(&bird_dir).unwrap();
+        let password = s
+            .password
+            .map(|p| format!("password \"{p}\";"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"
+log "{log}" all;
+router id {remote};
+protocol device {{}}
+protocol bgp anycastd {{
+  local {remote} as {peer_as};
+  neighbor {local} as {local_as};
+  multihop;
+  strict bind yes;
+  {password}
+  ipv4 {{ import all; export none; }};
+  ipv6 {{ import all; export none; next hop address 2001:db8:ffff::2; }};
+}}
+"#,
+            log = bird_dir.join("bird.log").display(),
+            remote = self.remote,
+            local = self.local,
+            peer_as = s.remote_as(),
+            local_as = LOCAL_AS,
+        );
+        Peer::Bird(Bird::start(&bird_dir, &config))
+    }
+
+    fn start_gobgp(&self) -> Peer {
+        let s = &self.setup;
+        let api = free_tcp_port();
+        let password = s
+            .password
+            .map(|p| format!("    auth-password = \"{p}\"\n"))
+            .unwrap_or_default();
+        let multihop = s
+            .multihop_ttl
+            .map(|_| {
+                // One router away: TTL 2 reaches us (whatever anycastd is trying).
+                "  [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n"
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let config = format!(
+            r#"
+[global.config]
+  as = {peer_as}
+  router-id = "{remote}"
+  port = 179
+  local-address-list = ["{remote}"]
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{local}"
+    peer-as = {local_as}
+{password}  [neighbors.transport.config]
+    local-address = "{remote}"
+{multihop}  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#,
+            peer_as = s.remote_as(),
+            remote = self.remote,
+            local = self.local,
+            local_as = LOCAL_AS,
+        );
+        let conf = self.path("gobgpd.toml");
+        std::fs::write(&conf, config).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.peer_log())
+            .unwrap();
+        let child = self
+            .in_peer_ns("gobgpd")
+            .arg("-f")
+            .arg(&conf)
+            .args(["-t", "toml", "-p", "--log-level=debug", "--pprof-disable"])
+            .arg(format!("--api-hosts=127.0.0.1:{api}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start gobgpd");
+        let peer = Peer::Gobgp {
+            _daemon: Daemon {
+                child,
+                name: "gobgpd",
+            },
+            api,
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (ok, out) = self.gobgp_with(api, &["neighbor"]);
+            if ok && out.contains(&self.local) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gobgpd did not come up: {out}\n{}",
+                tail(&self.peer_log(), 30)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        peer
+    }
+
+    fn start_frr(&self) -> Peer {
+        let s = &self.setup;
+        let vty = self.path("frr");
+        std::fs::create_dir_all(&vty).unwrap();
+        let local = &self.local;
+        let password = s
+            .password
+            .map(|p| format!(" neighbor {local} password {p}\n"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"hostname peer{n}
+log file {log} debugging
+debug bgp neighbor-events
+debug bgp updates
+!
+router bgp {peer_as}
+ bgp router-id {remote}
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {local} remote-as {local_as}
+ neighbor {local} update-source {remote}
+{password} !
+ address-family ipv6 unicast
+  neighbor {local} activate
+ exit-address-family
+!
+"#,
+            n = s.n,
+            log = self.peer_log().display(),
+            peer_as = s.remote_as(),
+            remote = self.remote,
+            local_as = LOCAL_AS,
+        );
+        let conf = vty.join("bgpd.conf");
+        std::fs::write(&conf, config).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(vty.join("bgpd.out"))
+            .unwrap();
+        let child = self
+            .in_peer_ns("/usr/lib/frr/bgpd")
+            .args(["-Z", "-S", "-P", "0", "-p", "179", "-l", &self.remote])
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(vty.join("bgpd.pid"))
+            .arg("--vty_socket")
+            .arg(&vty)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start bgpd");
+        let peer = Peer::Frr {
+            _daemon: Daemon {
+                child,
+                name: "bgpd",
+            },
+            vty: vty.clone(),
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (ok, out) = self.vtysh_at(&vty, "show bgp summary json");
+            if ok && out.contains(local.as_str()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "FRR bgpd did not come up: {out}\n{}",
+                tail(&vty.join("bgpd.out"), 30)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        peer
+    }
+
+    fn stop_peer(&mut self) {
+        // Each guard stops its daemon and waits for it.
+        self.peer = None;
+    }
+
+    // ---- peer CLIs -----------------------------------------------------------
+
+    fn gobgp_with(&self, api: u16, args: &[&str]) -> (bool, String) {
+        let mut c = self.in_peer_ns("gobgp");
+        c.args(["-p", &api.to_string()]).args(args);
+        output_within(c, Duration::from_secs(10))
+    }
+
+    fn vtysh_at(&self, vty: &Path, command: &str) -> (bool, String) {
+        let mut c = Command::new("vtysh");
+        c.arg("--vty_socket").arg(vty).args(["-d", "bgpd", "-c", command]);
+        output_within(c, Duration::from_secs(10))
+    }
+
+    /// The peer's own view: its RIB for one family.
+    fn rib(&self, v6: bool) -> String {
+        match self.peer.as_ref().expect("peer running") {
+            Peer::Bird(bird) => bird.birdc(if v6 {
+                "show route table master6 all"
+            } else {
+                "show route table master4 all"
+            }),
+            Peer::Gobgp { api, .. } => {
+                self.gobgp_with(
+                    *api,
+                    &["global", "rib", "-a", if v6 { "ipv6" } else { "ipv4" }],
+                )
+                .1
+            }
+            Peer::Frr { vty, .. } => {
+                self.vtysh_at(
+                    vty,
+                    if v6 {
+                        "show bgp ipv6 unicast json"
+                    } else {
+                        "show bgp ipv4 unicast json"
+                    },
+                )
+                .1
+            }
+        }
+    }
+
+    fn has_route(&self, prefix: &str) -> bool {
+        let v6 = prefix.contains(':');
+        let rib = self.rib(v6);
+        match self.setup.kind {
+            Kind::Frr => rib.contains(&format!("\"{prefix}\"")),
+            _ => rib
+                .split(|c: char| c.is_whitespace() || c == '*' || c == '>')
+                .any(|token| token == prefix),
+        }
+    }
+
+    fn routes(&self) -> (bool, bool) {
+        (
+            self.has_route(&self.v4),
+            self.setup.v6 && self.has_route(&self.v6),
+        )
+    }
+
+    fn neighbor_status(&self) -> String {
+        match self.peer.as_ref().expect("peer running") {
+            Peer::Bird(bird) => bird.birdc("show protocols all anycastd"),
+            Peer::Gobgp { api, .. } => self.gobgp_with(*api, &["neighbor", &self.local]).1,
+            Peer::Frr { vty, .. } => {
+                self.vtysh_at(vty, &format!("show bgp neighbors {} json", self.local))
+                    .1
+            }
+        }
+    }
+
+    fn established(&self) -> bool {
+        let status = self.neighbor_status();
+        match self.setup.kind {
+            Kind::Bird => status.contains("Established"),
+            Kind::Gobgp => status.contains("BGP state = ESTABLISHED"),
+            Kind::Frr => status.contains("\"bgpState\":\"Established\""),
+        }
+    }
+
+    // ---- anycastd ------------------------------------------------------------
+
+    fn write_config(&self) -> PathBuf {
+        let s = &self.setup;
+        let routes = if s.v6 {
+            format!("[\"{}\", \"{}\"]", self.v4, self.v6)
+        } else {
+            format!("[\"{}\"]", self.v4)
+        };
+        let mut peer = format!(
+            "name: {kind:?}, remote_address: \"{remote}\", remote_asn: {asn}",
+            kind = s.kind,
+            remote = self.remote,
+            asn = s.remote_as(),
+        )
+        .to_lowercase();
+        if let Some(p) = s.password {
+            peer.push_str(&format!(", password: \"{p}\""));
+        }
+        if let Some(h) = s.hold_time {
+            peer.push_str(&format!(", hold_time: {h}s"));
+        }
+        if let Some(ttl) = s.multihop_ttl {
+            peer.push_str(&format!(", enable_multihop: true, multihop_ttl: {ttl}"));
+        }
+        let config = format!(
+            r#"
+announcer:
+  router_id: "{local}"
+  local_address: "{local}"
+  local_asn: {local_as}
+  routes: {routes}
+  native:
+    local_address6: "2001:db8:ffff::{n}"
+    shutdown_message: "anycastd test {n} says goodbye"
+  peers:
+    - {{{peer}}}
+services:
+  - name: web
+    check_interval: 200ms
+    checks:
+      - kind: http_2xx
+        spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
+"#,
+            local = self.local,
+            local_as = LOCAL_AS,
+            n = s.n,
+            url = self.http.url("/health"),
+        );
+        let path = self.path("anycastd.yaml");
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    fn start_anycastd(&mut self) {
+        let config = self.write_config();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("anycastd.log"))
+            .unwrap();
+        let mut command = match &self.nets {
+            Some(nets) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", nets.a()]).arg(anycastd_bin());
+                c
+            }
+            None => Command::new(anycastd_bin()),
+        };
+        let child = command
+            .arg("-c")
+            .arg(&config)
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start anycastd");
+        self.anycastd = Some(Daemon {
+            child,
+            name: "anycastd",
+        });
+    }
+
+    fn anycastd_log(&self) -> String {
+        std::fs::read_to_string(self.path("anycastd.log")).unwrap_or_default()
+    }
+
+    // ---- waiting -------------------------------------------------------------
+
+    /// Waits for `condition`, failing with both sides' logs.
+    fn wait(&self, what: &str, mut condition: impl FnMut(&Lab) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !condition(self) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "{:?} n={}: timed out after {WAIT:?} waiting for {what}\n\
+                     --- peer status ---\n{}\n--- peer log ---\n{}\n--- anycastd log ---\n{}",
+                    self.setup.kind,
+                    self.setup.n,
+                    self.neighbor_status(),
+                    tail(&self.peer_log(), 40),
+                    tail(&self.path("anycastd.log"), 40),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_routes(&self, want: bool, what: &str) {
+        let want = (want, want && self.setup.v6);
+        self.wait(what, |lab| lab.routes() == want);
+    }
+
+    /// Up → healthy routes at the peer → gone when unhealthy → back.
+    fn follows_health(&self) {
+        self.wait("the session to be established", Lab::established);
+        self.wait_routes(true, "routes at the peer while healthy");
+        self.http.set_healthy(false);
+        self.wait_routes(false, "routes withdrawn while unhealthy");
+        assert!(self.established(), "the session stays up while unhealthy");
+        self.http.set_healthy(true);
+        self.wait_routes(true, "routes back after recovery");
+    }
+
+    /// SIGTERM: anycastd withdraws, sends Cease / Administrative Shutdown
+    /// and exits 0; the peer records the Cease and drops the routes.
+    fn sigterm(&mut self, peer_shows: &[&str]) {
+        let anycastd = self.anycastd.as_mut().expect("anycastd running");
+        anycastd.signal("TERM");
+        let code = anycastd.wait_exit(Duration::from_secs(10));
+        assert_eq!(
+            code,
+            Some(0),
+            "anycastd exits 0 on SIGTERM\n{}",
+            tail(&self.path("anycastd.log"), 20)
+        );
+        self.wait("the peer to record the Cease", |lab| {
+            let status = lab.neighbor_status();
+            peer_shows.iter().all(|want| status.contains(want))
+        });
+        self.wait_routes(false, "routes gone after SIGTERM");
+    }
+}
+
+// ---- BIRD --------------------------------------------------------------------
+
+#[test]
+fn bird_ebgp_follows_health_and_sigterm_sends_cease() {
+    let mut setup = Setup::new(Kind::Bird, 50, false);
+    setup.v6 = true;
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    lab.sigterm(&[
+        "Received: Administrative shutdown",
+        "anycastd test 50 says goodbye",
+    ]);
+}
+
+#[test]
+fn bird_ibgp_with_md5_follows_health() {
+    let mut setup = Setup::new(Kind::Bird, 51, true);
+    setup.password = Some("bird-md5-secret");
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    let (_, ss) = output_within(
+        {
+            let mut c = Command::new("ss");
+            c.args(["-tnie", "src", "127.0.51.1", "dst", "127.0.51.2"]);
+            c
+        },
+        Duration::from_secs(5),
+    );
+    assert!(ss.contains("md5keys"), "the session is TCP-MD5 signed: {ss}");
+}
+
+// ---- GoBGP -------------------------------------------------------------------
+
+#[test]
+fn gobgp_ebgp_follows_health_and_survives_peer_restart() {
+    let mut setup = Setup::new(Kind::Gobgp, 55, false);
+    setup.netns = true;
+    setup.v6 = true;
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    lab.stop_peer();
+    lab.start_peer();
+    lab.wait("the session to come back after the peer restarted", Lab::established);
+    lab.wait_routes(true, "routes re-sent to the restarted peer");
+}
+
+#[test]
+fn gobgp_ibgp_follows_health_with_short_hold_time() {
+    let mut setup = Setup::new(Kind::Gobgp, 56, true);
+    setup.netns = true;
+    setup.hold_time = Some(3);
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    // Negotiated hold time 3 s: without our keepalives GoBGP would drop the
+    // session within 3 s.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(lab.established(), "keepalives keep the session up");
+    assert!(
+        !lab.anycastd_log().contains("BGP session down"),
+        "no flap:\n{}",
+        lab.anycastd_log()
+    );
+}
+
+#[test]
+fn gobgp_ebgp_multihop_through_a_router() {
+    let mut setup = Setup::new(Kind::Gobgp, 57, false);
+    setup.multihop_ttl = Some(1);
+    let mut lab = Lab::new(setup);
+    // TTL 1 dies at the router: the router reports Time Exceeded and no
+    // session comes up.
+    let before = lab.nets.as_ref().unwrap().router_time_exceeded();
+    lab.start_anycastd();
+    lab.wait("the router to drop a TTL-1 packet", |lab| {
+        lab.nets.as_ref().unwrap().router_time_exceeded() > before
+    });
+    assert!(!lab.established(), "no session with TTL 1 across a router");
+    lab.anycastd = None;
+    // TTL 2 crosses exactly one router.
+    lab.setup.multihop_ttl = Some(2);
+    lab.start_anycastd();
+    lab.follows_health();
+}
+
+// ---- FRR ---------------------------------------------------------------------
+
+#[test]
+fn frr_ebgp_with_md5_follows_health_and_sigterm_sends_cease() {
+    let mut setup = Setup::new(Kind::Frr, 60, false);
+    setup.netns = true;
+    setup.password = Some("frr-md5-secret");
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    lab.sigterm(&["Administrative Shutdown"]);
+}
+
+#[test]
+fn frr_ibgp_v6_follows_health_and_survives_peer_restart() {
+    let mut setup = Setup::new(Kind::Frr, 61, true);
+    setup.netns = true;
+    setup.v6 = true;
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    lab.stop_peer();
+    lab.start_peer();
+    lab.wait("the session to come back after the peer restarted", Lab::established);
+    lab.wait_routes(true, "routes re-sent to the restarted peer");
+}
