@@ -11,6 +11,9 @@
 #   BENCH_BIRD_BIG         where "big" starts                     (default 5000)
 #   BENCH_BIRD_CONFIGURES  bare `configure`s timed per size       (default 20)
 #   BENCH_BIRD_SERVICES    services in the flip test, 0 skips it  (default 1000)
+#   BENCH_BIRD_INCLUDE_DIR put anycastd's include files in a fresh directory
+#                          under this one (e.g. /dev/shm, to leave the disk's
+#                          fsync out); default: next to the logs, on disk
 #   BENCH_SKIP_BUILD       set to 1 to reuse the existing release build
 #
 # Needs bird and birdc (BIRD 2.0.11 or later: empty prefix sets), Python 3 and
@@ -50,6 +53,7 @@ work="$results/bird-last-run"
 rm -rf "$work"
 mkdir -p "$work"
 
+include_dir=""
 pids=()
 cleanup() {
     local pid waited pidfile
@@ -76,6 +80,9 @@ cleanup() {
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done < <(find "$work" -name bird.pid -print0 2>/dev/null)
+    if [[ -n $include_dir ]]; then
+        rm -rf -- "$include_dir"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -85,8 +92,18 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     echo "== building (release)"
     cargo build --release --quiet --bin anycastd --example bench-http-server
 fi
-anycastd="$root/target/release/anycastd"
-server_bin="$root/target/release/examples/bench-http-server"
+# Copies: a rebuild of target/ during the run must not swap the binary
+# being measured.
+cp "$root/target/release/anycastd" "$root/target/release/examples/bench-http-server" "$work/"
+anycastd="$work/anycastd"
+server_bin="$work/bench-http-server"
+"$anycastd" --version >"$work/anycastd.version"
+
+include_args=()
+if [[ -n ${BENCH_BIRD_INCLUDE_DIR:-} ]]; then
+    include_dir=$(mktemp -d "${BENCH_BIRD_INCLUDE_DIR%/}/anycastd-bird-bench.XXXXXX")
+    include_args=(--include-dir "$include_dir")
+fi
 
 echo "== starting the bench HTTP server"
 "$server_bin" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
@@ -107,7 +124,8 @@ started=$SECONDS
 # In the background and waited for, so a signal here is handled at once.
 python3 "$bench_dir/bird_driver.py" run --anycastd "$anycastd" --server "$server" --workdir "$work" \
     --out "$work/bird.json" --sizes "${sizes[@]}" --formats "${formats[@]}" --flaps "$flaps" \
-    --flaps-big "$flaps_big" --big "$big" --configures "$configures" --services "$services" &
+    --flaps-big "$flaps_big" --big "$big" --configures "$configures" --services "$services" \
+    "${include_args[@]}" &
 driver_pid=$!
 pids+=("$driver_pid")
 wait "$driver_pid"

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from driver import die_with_parent, free_port, http_get, install_signal_exit, percentile
+from driver import die_with_parent, free_port, http_get, install_signal_exit, machine_cpu_ticks, percentile
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 STATE_WAIT = 60.0  # bound on any wait for routes to appear or leave at B
@@ -733,6 +733,7 @@ def cmd_run(args):
                "include_dir": include_dir, "include_fs": fs_type(include_dir),
                "durable_write_ms": stats(durable_write_times(include_dir))}
     k = args.first_net
+    machine0, t_run = machine_cpu_ticks(), time.monotonic()
     for fmt in args.formats:
         for n in args.sizes:
             flaps = args.flaps if n < args.big else args.flaps_big
@@ -769,6 +770,11 @@ def cmd_run(args):
                   f"{flip['down']['reconfigures']:.0f} reconfigures "
                   f"({flip['down']['verdicts']} verdicts over {flip['down']['verdict_spread_ms']:.0f} ms); "
                   f"recovering -> {flip['up']['reconfigures']:.0f}; {flip['seconds']:.0f} s", flush=True)
+    machine1 = machine_cpu_ticks()
+    results["seconds"] = time.monotonic() - t_run
+    # Everything on the box, in cores: BIRD x2, anycastd, the server, this
+    # driver, and anything else that competed for the CPUs.
+    results["machine_busy_cores"] = os.cpu_count() * (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
 
@@ -858,6 +864,8 @@ def cmd_report(args):
            f"anycastd {args.revision}, {r['bird']})", ""]
 
     dw = r["durable_write_ms"]
+    out.append(f"Run: {r['seconds']:.0f} s; the whole machine was {r['machine_busy_cores']:.2f} of "
+               f"{os.cpu_count()} cores busy on average (all processes).")
     out.append(f"anycastd's include files on {r['include_fs']} ({r['include_dir']}); a durable write there")
     out.append(f"(write, fsync, rename, fsync dir, as anycastd does) took p50 {f_ms(dw['p50'])} ms, "
                f"max {f_ms(dw['max'])} ms.")
@@ -956,6 +964,9 @@ def cmd_report(args):
                 per(total, 2 * downs), f"{per(total, 2 * downs * changed)}",
                 x["unsettled"],
             ))
+    out.append("   down/up split: means per change, read once B is quiet for the settle time; BIRD 2.0.12")
+    out.append("   sends a re-export's last partial batch (< 256 routes) ~3 s late, which can land in the")
+    out.append("   next change's count. The run total (after a 3.5 s quiet past 256 prefixes) is exact.")
     out += ["   " + line for line in table(
         ("format", "N", "flapping", "prefixes changed", "down: wd / upd", "up: upd / wd",
          "msgs per change (run total)", "per changed prefix", "unsettled"), rows)]

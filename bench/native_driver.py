@@ -318,14 +318,18 @@ def bird_up_us(log_path, protocol):
 # ---------------------------------------------------------------- announce
 
 
-def watch_import(r, protocol, n, timeout, poll_s, alive=lambda: True):
+def watch_import(r, protocol, n, timeout, poll_s, alive=lambda: True, wake=None):
     """Polls R until `protocol` has imported n routes. Returns wall-clock µs
-    of the first reply showing Established, showing > 0 routes, showing n."""
+    of the first reply showing Established, showing > 0 routes, showing n.
+    `wake`, when given, is another BIRD's control connection that gets a
+    cheap command on every poll, so that BIRD never sits in its idle wait."""
     seen = {"established": None, "first": None, "all": None}
     imported = 0
     deadline = time.monotonic() + timeout
     polls = 0
     while True:
+        if wake is not None:
+            wake.cmd("show status")
         out = r.cmd(f"show protocols all {protocol}")
         now = wall_us()
         polls += 1
@@ -380,7 +384,8 @@ def one_announce(args, sender, n, rep, k):
                 f.write("".join(f"  route {p} blackhole;\n" for p in routes))
             result["spawn_us"] = wall_us()
             s = Bird(os.path.join(work, "s"), s_config(k, f'include "{body_path}";\n', args.connect_delay))
-            seen = watch_import(r, protocol, n, timeout, args.poll_ms / 1000)
+            wake = s if sender == "bird" else None  # "bird-idle": S is left alone
+            seen = watch_import(r, protocol, n, timeout, args.poll_ms / 1000, wake=wake)
         result.update(seen)
         result["up_us"] = bird_up_us(r.log, protocol)
         if seen["all"] is None:
@@ -406,6 +411,8 @@ def one_announce(args, sender, n, rep, k):
                     result["verdict_up_us"] = us
                 if level in ("WARN", "ERROR"):
                     result.setdefault("anycastd_warnings", []).append(message[:300])
+            if "verdict_up_us" in result and seen["all"] is not None:
+                result["verdict_to_all_s"] = (seen["all"] - result["verdict_up_us"]) / 1e6
     finally:
         if daemon is not None:
             result["exit_code"] = daemon.stop()
@@ -416,7 +423,7 @@ def one_announce(args, sender, n, rep, k):
         # What R said about the session, for the report.
         with open(r.log, errors="replace") as f:
             result["r_log_tail"] = f.read().splitlines()[-15:]
-    line = f"announce {sender:8} N={n:<6} rep {rep}: "
+    line = f"announce {sender:9} N={n:<6} rep {rep}: "
     if "up_to_all_s" in result:
         line += (
             f"Established -> all {result['up_to_all_s'] * 1e3:9.1f} ms "
@@ -431,14 +438,13 @@ def one_announce(args, sender, n, rep, k):
 
 def cmd_announce(args):
     results = []
-    k = args.first_net
     for n in args.sizes:
         for rep in range(1, args.reps + 1):
-            for sender in ("anycastd", "bird"):
-                net = k if sender == "anycastd" else k + 1
-                results.append(one_announce(args, sender, n, rep, net))
+            for index, sender in enumerate(args.senders):
+                results.append(one_announce(args, sender, n, rep, args.first_net + index))
     with open(args.out, "w") as f:
-        json.dump({"sizes": args.sizes, "reps": args.reps, "poll_ms": args.poll_ms, "runs": results}, f, indent=1)
+        json.dump({"sizes": args.sizes, "reps": args.reps, "poll_ms": args.poll_ms,
+                   "senders": args.senders, "runs": results}, f, indent=1)
 
 
 # -------------------------------------------------------------------- flap
@@ -626,89 +632,109 @@ def fmt_s(value):
     return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.3f} s"
 
 
+def fmt_ms(d, q):
+    return f"{d[q]:.3f} ms" if d else "n/a"
+
+
+SENDER_TITLE = {"anycastd": "anycastd", "bird": "BIRD S", "bird-idle": "BIRD S idle"}
+
+
+def table(rows):
+    """rows: tuples of cells, or a str: a section heading; columns are
+    aligned within each section."""
+    out, group = [], []
+
+    def flush():
+        if group:
+            widths = [max(len(r[i]) if i < len(r) else 0 for r in group) for i in range(max(map(len, group)))]
+            out.extend("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in group)
+            group.clear()
+
+    for row in rows:
+        if isinstance(row, str):
+            flush()
+            out.append(row)
+        else:
+            group.append(row)
+    flush()
+    return out
+
+
 def cmd_report(args):
     with open(args.announce) as f:
         ann = json.load(f)
     with open(args.flap) as f:
         flap = json.load(f)
-    rows = []
     verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
-    rows.append((f"1. announce N prefixes; R's Established -> R holds N (median of {ann['reps']}, "
-                 f"poll every {ann['poll_ms']:g} ms)", "", "", "", ""))
-    rows.append(("", "anycastd", "BIRD S", "ratio", ""))
+    senders = ann["senders"]
+    base = "bird" if "bird" in senders else ("bird-idle" if "bird-idle" in senders else None)
+
+    rows = [f"1. Announce N prefixes: R's log 'State changed to up' -> R's 'Routes: N imported' "
+            f"(median of {ann['reps']}; R polled every {ann['poll_ms']:g} ms)"]
+    rows.append(("METRIC", *[SENDER_TITLE[x] for x in senders], "ANYCASTD/S", "TARGET"))
     for n in ann["sizes"]:
         per = {}
-        for sender in ("anycastd", "bird"):
+        for sender in senders:
             runs = [r for r in ann["runs"] if r["n"] == n and r["sender"] == sender]
-            per[sender] = {
-                "all": median([r.get("up_to_all_s") for r in runs]),
-                "first": median([r.get("up_to_first_s") for r in runs]),
-                "f2a": median([r.get("first_to_all_s") for r in runs]),
-                "spawn": median([r.get("spawn_to_all_s") for r in runs]),
-                "errors": [r["error"] for r in runs if "error" in r],
-                "each": [r.get("up_to_all_s") for r in runs],
-                "updates": median([r.get("updates_sent", {}).get(
-                    next((key for key in r.get("updates_sent", {}) if 'direction="sent"' in key), ""), None)
-                    for r in runs]),
-            }
-        a, b = per["anycastd"], per["bird"]
-        ratio = a["all"] / b["all"] if a["all"] and b["all"] else None
-        target, mark = "", ""
-        if n >= 100000:
-            target = "<= 2x BIRD"
-            mark = verdict(ratio is not None and ratio <= 2 and not a["errors"])
-        rows.append((f"  N={n:,}: Established -> all", fmt_s(a["all"]), fmt_s(b["all"]),
+            per[sender] = runs
+        med = lambda sender, key: median([r.get(key) for r in per[sender]])  # noqa: E731
+        a_all = med("anycastd", "up_to_all_s") if "anycastd" in senders else None
+        b_all = med(base, "up_to_all_s") if base else None
+        ratio = a_all / b_all if a_all and b_all else None
+        target = mark = ""
+        if n >= 100000 and ratio is not None:
+            target = "<= 2x"
+            mark = verdict(ratio <= 2 and all(r.get("imported") == n for r in per["anycastd"]))
+        rows.append((f"N={n:,}: Established -> all N at R", *[fmt_s(med(x, "up_to_all_s")) for x in senders],
                      f"{ratio:.2f}x" if ratio else "n/a", f"{target} {mark}".strip()))
-        rows.append(("    each run", " ".join(fmt_s(v) for v in a["each"]),
-                     " ".join(fmt_s(v) for v in b["each"]), "", ""))
-        rows.append(("    Established -> first route", fmt_s(a["first"]), fmt_s(b["first"]), "", ""))
-        rows.append(("    first route -> all", fmt_s(a["f2a"]), fmt_s(b["f2a"]), "", ""))
-        rows.append(("    process start -> all (context)", fmt_s(a["spawn"]), fmt_s(b["spawn"]), "", ""))
-        if a["updates"] is not None:
-            rows.append(("    UPDATE messages anycastd sent", f"{a['updates']:.0f}", "", "", ""))
-        for sender, p in per.items():
-            for e in p["errors"]:
-                rows.append((f"    ERROR {sender}", e, "", "", ""))
+        rows.append(("  each run", *[" ".join(fmt_s(r.get("up_to_all_s")) for r in per[x]) for x in senders], "", ""))
+        rows.append(("  Established -> first route", *[fmt_s(med(x, "up_to_first_s")) for x in senders], "", ""))
+        rows.append(("  first route -> all", *[fmt_s(med(x, "first_to_all_s")) for x in senders], "", ""))
+        if "anycastd" in senders:
+            rows.append(("  anycastd 'service is up' -> all",
+                         *[fmt_s(med(x, "verdict_to_all_s")) if x == "anycastd" else "" for x in senders], "", ""))
+            updates = median([next((v for key, v in r.get("updates_sent", {}).items() if 'direction="sent"' in key), None)
+                              for r in per["anycastd"]])
+            if updates is not None:
+                rows.append(("  UPDATE messages anycastd sent",
+                             *[f"{updates:.0f}" if x == "anycastd" else "" for x in senders], "", ""))
+        rows.append(("  process start -> all (context)", *[fmt_s(med(x, "spawn_to_all_s")) for x in senders], "", ""))
+        for sender in senders:
+            for r in per[sender]:
+                if "error" in r:
+                    rows.append((f"  ERROR {sender} rep {r['rep']}", r["error"]))
+
     a, b = flap["anycastd"], flap["bird"]
-    ms = lambda d, q: f"{d[q]:.3f} ms" if d else "n/a"  # noqa: E731
-    rows.append((f"2. withdraw: {a['flaps']} flaps, event -> R logs the route removed", "", "", "", ""))
-    rows.append(("", "anycastd", "BIRD S", "", ""))
-    rows.append(("  (anycastd: 'service is down' log; S: `disable` sent on S's socket)", "", "", "", ""))
+    rows.append(f"2. Withdraw: {a['flaps']} flaps; event -> R's log 'removed' "
+                "(anycastd: its 'service is down' log line; S: `disable` written to S's control socket)")
+    rows.append(("METRIC", "anycastd", "BIRD S", "TARGET"))
     for q in ("p50", "p99", "max"):
-        target, mark = "", ""
+        target = mark = ""
         if q == "p50":
             target = "<= 1 ms"
             mark = verdict(bool(a["down_ms"]) and a["down_ms"]["p50"] <= 1.0)
-        rows.append((f"  withdrawal {q}", ms(a["down_ms"], q), ms(b["down_ms"], q), "", f"{target} {mark}".strip()))
-    rows.append(("  withdrawal p50 from S's own 'Disabling' log", "", ms(b.get("down_from_s_log_ms"), "p50"), "", ""))
+        rows.append((f"verdict -> gone at R, {q}", fmt_ms(a["down_ms"], q), fmt_ms(b["down_ms"], q),
+                     f"{target} {mark}".strip()))
+    rows.append(("  S's 'Disabling protocol' log -> gone at R, p50", "", fmt_ms(b.get("down_from_s_log_ms"), "p50"), ""))
     for q in ("p50", "p99", "max"):
-        rows.append((f"  re-announce {q} ('service is up' / `enable`)", ms(a["up_ms"], q), ms(b["up_ms"], q), "", ""))
+        rows.append((f"verdict -> back at R ('up' / `enable`), {q}", fmt_ms(a["up_ms"], q), fmt_ms(b["up_ms"], q), ""))
     m = a.get("metric") or {}
-    if m:
-        rows.append(("  anycastd in-process route_change_latency{native}", "", "", "", ""))
-        for key, label in (("0.5", "p50"), ("0.99", "p99"), ("1", "max")):
-            if key in m:
-                rows.append((f"    {label}", f"{m[key] * 1e3:.3f} ms", "", "", ""))
-        if m.get("count"):
-            rows.append(("    mean (_sum/_count), samples", f"{m['sum'] / m['count'] * 1e3:.3f} ms",
-                         f"{m['count']:.0f} samples", "", ""))
+    for key, label in (("0.5", "p50"), ("0.99", "p99"), ("1", "max")):
+        if key in m:
+            rows.append((f"anycastd_route_change_latency_seconds {label}", f"{m[key] * 1e3:.3f} ms", "", ""))
+    if m.get("count"):
+        rows.append(("  mean (_sum/_count), samples", f"{m['sum'] / m['count'] * 1e3:.3f} ms, {m['count']:.0f}", "", ""))
     for side in ("anycastd", "bird"):
         for fail in flap[side].get("failures", []):
-            rows.append((f"  ERROR {side}", fail, "", "", ""))
+            rows.append((f"ERROR {side}", fail, "", ""))
     if "exit_code" in a:
-        rows.append(("  anycastd exit code (SIGTERM)", str(a["exit_code"]), "", "", verdict(a["exit_code"] == 0)))
-    header = ("METRIC", "ANYCASTD", "BIRD", "", "TARGET")
-    body = [header] + rows
-    widths = [max(len(r[i]) for r in body if not r[0].startswith(("1.", "2.")) or i > 0) for i in range(5)]
+        rows.append(("anycastd exit code (SIGTERM)", str(a["exit_code"]), "", f"0 {verdict(a['exit_code'] == 0)}"))
+
     out = [f"anycastd native-backend benchmark  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  "
            f"({os.cpu_count()} CPUs, {args.host}, anycastd {args.revision}, {args.bird_version})"]
-    for row in body:
-        if row[0].startswith(("1.", "2.")):
-            out.append(row[0])
-            continue
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    out += table(rows)
     if args.load:
-        out.append(f"load average before / after: {args.load}")
+        out.append(f"load average (1 min) before / after: {args.load}")
     print("\n".join(out))
 
 
@@ -728,6 +754,8 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--poll-ms", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--senders", nargs="+", default=["anycastd", "bird", "bird-idle"],
+                   choices=["anycastd", "bird", "bird-idle"])
     p.set_defaults(func=cmd_announce)
 
     p = sub.add_parser("flap", parents=[common])

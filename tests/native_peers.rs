@@ -19,6 +19,9 @@ use common::*;
 const WAIT: Duration = Duration::from_secs(20);
 const LOCAL_AS: u32 = 65001;
 const REMOTE_AS: u32 = 65002;
+/// What every peer announces to anycastd (which decodes and ignores it).
+const PEER_V4: &str = "198.51.100.0/24";
+const PEER_V6: &str = "2001:db8:100::/48";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
@@ -127,7 +130,11 @@ impl Netns {
             names: Vec::new(),
             routed,
         };
-        let parts: &[&str] = if routed { &["a", "b", "r"] } else { &["a", "b"] };
+        let parts: &[&str] = if routed {
+            &["a", "b", "r"]
+        } else {
+            &["a", "b"]
+        };
         for part in parts {
             let name = format!("acd-np{pid}-{n}{part}");
             nets.ip(&["netns", "add", &name]);
@@ -350,17 +357,21 @@ impl Lab {
 log "{log}" all;
 router id {remote};
 protocol device {{}}
+protocol static own4 {{ ipv4; route {own4} blackhole; }}
+protocol static own6 {{ ipv6; route {own6} blackhole; }}
 protocol bgp anycastd {{
   local {remote} as {peer_as};
   neighbor {local} as {local_as};
   multihop;
   strict bind yes;
   {password}
-  ipv4 {{ import all; export none; }};
-  ipv6 {{ import all; export none; next hop address 2001:db8:ffff::2; }};
+  ipv4 {{ import all; export where proto = "own4"; }};
+  ipv6 {{ import all; export where proto = "own6"; next hop address 2001:db8:ffff::2; }};
 }}
 "#,
             log = bird_dir.join("bird.log").display(),
+            own4 = PEER_V4,
+            own6 = PEER_V6,
             remote = self.remote,
             local = self.local,
             peer_as = s.remote_as(),
@@ -448,6 +459,10 @@ protocol bgp anycastd {{
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        for (family, prefix) in [("ipv4", PEER_V4), ("ipv6", PEER_V6)] {
+            let (ok, out) = self.gobgp_with(api, &["global", "rib", "add", "-a", family, prefix]);
+            assert!(ok, "gobgp global rib add {prefix}: {out}");
+        }
         peer
     }
 
@@ -472,8 +487,10 @@ router bgp {peer_as}
  no bgp network import-check
  neighbor {local} remote-as {local_as}
  neighbor {local} update-source {remote}
-{password} !
+{password} network {own4}
+ !
  address-family ipv6 unicast
+  network {own6}
   neighbor {local} activate
  exit-address-family
 !
@@ -483,6 +500,8 @@ router bgp {peer_as}
             peer_as = s.remote_as(),
             remote = self.remote,
             local_as = LOCAL_AS,
+            own4 = PEER_V4,
+            own6 = PEER_V6,
         );
         let conf = vty.join("bgpd.conf");
         std::fs::write(&conf, config).unwrap();
@@ -543,7 +562,9 @@ router bgp {peer_as}
 
     fn vtysh_at(&self, vty: &Path, command: &str) -> (bool, String) {
         let mut c = Command::new("vtysh");
-        c.arg("--vty_socket").arg(vty).args(["-d", "bgpd", "-c", command]);
+        c.arg("--vty_socket")
+            .arg(vty)
+            .args(["-d", "bgpd", "-c", command]);
         output_within(c, Duration::from_secs(10))
     }
 
@@ -611,6 +632,110 @@ router bgp {peer_as}
             Kind::Bird => status.contains("Established"),
             Kind::Gobgp => status.contains("BGP state = ESTABLISHED"),
             Kind::Frr => status.contains("\"bgpState\":\"Established\""),
+        }
+    }
+
+    /// FRR's `show bgp neighbors X json`, parsed, for this neighbor.
+    fn frr_neighbor(&self) -> serde_json::Value {
+        let status = self.neighbor_status();
+        let json: serde_json::Value = serde_json::from_str(&status)
+            .unwrap_or_else(|e| panic!("FRR's neighbor JSON ({e}): {status}"));
+        json[self.local.as_str()].clone()
+    }
+
+    /// Whether the peer has sent anycastd its own IPv4 and IPv6 route.
+    fn peer_sent_own_routes(&self) -> bool {
+        match self.setup.kind {
+            Kind::Bird => {
+                self.neighbor_status()
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with("Routes:") && l.contains(" 1 exported"))
+                    .count()
+                    == 2
+            }
+            Kind::Gobgp => self
+                .neighbor_status()
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Advertised:", "2"]),
+            Kind::Frr => {
+                let n = self.frr_neighbor();
+                let afi = &n["addressFamilyInfo"];
+                afi["ipv4Unicast"]["sentPrefixCounter"] == 1
+                    && afi["ipv6Unicast"]["sentPrefixCounter"] == 1
+            }
+        }
+    }
+
+    /// UPDATE messages the peer has received from anycastd (BIRD: IPv4
+    /// route updates).
+    fn updates_received(&self) -> u64 {
+        let status = self.neighbor_status();
+        let number_after = |label: &str| {
+            status
+                .lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .and_then(|l| {
+                    l.trim_start()[label.len()..]
+                        .split_whitespace()
+                        .nth(0)?
+                        .parse()
+                        .ok()
+                })
+        };
+        let found = match self.setup.kind {
+            Kind::Bird => number_after("Import updates:"),
+            Kind::Gobgp => status
+                .lines()
+                .find(|l| l.trim_start().starts_with("Updates:"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse().ok()),
+            Kind::Frr => self.frr_neighbor()["messageStats"]["updatesRecv"].as_u64(),
+        };
+        found.unwrap_or_else(|| panic!("no UPDATE count in the peer's status:\n{status}"))
+    }
+
+    /// Makes the peer send anycastd a ROUTE-REFRESH (RFC 2918).
+    fn request_refresh(&self) {
+        let (ok, out) = match self.peer.as_ref().expect("peer running") {
+            Peer::Bird(bird) => {
+                let out = bird.birdc("reload in anycastd");
+                (out.contains("reload"), out)
+            }
+            Peer::Gobgp { api, .. } => {
+                self.gobgp_with(*api, &["neighbor", &self.local, "softresetin"])
+            }
+            Peer::Frr { vty, .. } => self.vtysh_at(
+                vty,
+                &format!("clear bgp ipv4 unicast {} soft in", self.local),
+            ),
+        };
+        assert!(
+            ok,
+            "{:?} refused to request a route refresh: {out}",
+            self.setup.kind
+        );
+    }
+
+    /// The peer's own routes reach anycastd (decoded, ignored) and a
+    /// ROUTE-REFRESH from the peer is answered, without any error.
+    fn exchange_is_clean(&self) {
+        self.wait(
+            "the peer to send anycastd its own routes",
+            Lab::peer_sent_own_routes,
+        );
+        let before = self.updates_received();
+        self.request_refresh();
+        self.wait("anycastd to answer the ROUTE-REFRESH", |lab| {
+            lab.updates_received() > before
+        });
+        assert_eq!(
+            self.routes(),
+            (true, self.setup.v6),
+            "routes kept after the refresh"
+        );
+        assert!(self.established(), "the session stays up");
+        let log = self.anycastd_log();
+        for bad in ["treated as withdraw", "to the peer", "BGP session down"] {
+            assert!(!log.contains(bad), "anycastd logged `{bad}`:\n{log}");
         }
     }
 
@@ -737,6 +862,7 @@ services:
         assert!(self.established(), "the session stays up while unhealthy");
         self.http.set_healthy(true);
         self.wait_routes(true, "routes back after recovery");
+        self.exchange_is_clean();
     }
 
     /// SIGTERM: anycastd withdraws, sends Cease / Administrative Shutdown
@@ -789,7 +915,10 @@ fn bird_ibgp_with_md5_follows_health() {
         },
         Duration::from_secs(5),
     );
-    assert!(ss.contains("md5keys"), "the session is TCP-MD5 signed: {ss}");
+    assert!(
+        ss.contains("md5keys"),
+        "the session is TCP-MD5 signed: {ss}"
+    );
 }
 
 // ---- GoBGP -------------------------------------------------------------------
@@ -804,7 +933,10 @@ fn gobgp_ebgp_follows_health_and_survives_peer_restart() {
     lab.follows_health();
     lab.stop_peer();
     lab.start_peer();
-    lab.wait("the session to come back after the peer restarted", Lab::established);
+    lab.wait(
+        "the session to come back after the peer restarted",
+        Lab::established,
+    );
     lab.wait_routes(true, "routes re-sent to the restarted peer");
 }
 
@@ -870,6 +1002,9 @@ fn frr_ibgp_v6_follows_health_and_survives_peer_restart() {
     lab.follows_health();
     lab.stop_peer();
     lab.start_peer();
-    lab.wait("the session to come back after the peer restarted", Lab::established);
+    lab.wait(
+        "the session to come back after the peer restarted",
+        Lab::established,
+    );
     lab.wait_routes(true, "routes re-sent to the restarted peer");
 }

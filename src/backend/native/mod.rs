@@ -52,6 +52,16 @@ impl NativeBackend {
             .peers
             .iter()
             .map(|peer| {
+                if let Some(nh) = peer.local_address.and_then(packet::ipv4_of).or(next_hop)
+                    && packet::martian_next_hop(nh)
+                {
+                    tracing::warn!(
+                        peer = %peer.remote_address,
+                        next_hop = %nh,
+                        "IPv4 routes go out with this NEXT_HOP (the session's local address); \
+                         most routers refuse it (FRR resets the session, GoBGP drops the routes)"
+                    );
+                }
                 let session = Session::new(SessionConfig {
                     local_asn,
                     remote_asn: peer.remote_asn,

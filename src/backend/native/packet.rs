@@ -854,6 +854,14 @@ fn decode_update(body: &[u8], four_octet_as: bool) -> Result<ReceivedUpdate, Dec
     Ok(update)
 }
 
+/// Whether peers are likely to refuse `addr` as a NEXT_HOP: FRR answers
+/// 0.0.0.0/8, 127.0.0.0/8 and 224.0.0.0/3 with a NOTIFICATION (3/8) and
+/// GoBGP treats the UPDATE as withdraw; BIRD takes them.
+pub fn martian_next_hop(addr: Ipv4Addr) -> bool {
+    let first = addr.octets()[0];
+    first == 0 || addr.is_loopback() || first >= 224
+}
+
 /// The local address family a session's own address gives us.
 pub fn ipv4_of(addr: IpAddr) -> Option<Ipv4Addr> {
     match addr {

@@ -369,3 +369,20 @@ proptest! {
         let _ = decode(&framed, four);
     }
 }
+
+#[test]
+fn martian_next_hops_are_recognised() {
+    for bad in [
+        "127.0.0.1",
+        "127.0.60.1",
+        "0.0.0.0",
+        "0.1.2.3",
+        "224.0.0.1",
+        "240.0.0.1",
+    ] {
+        assert!(martian_next_hop(bad.parse().unwrap()), "{bad}");
+    }
+    for good in ["10.0.0.1", "192.0.2.1", "223.255.255.254", "100.64.0.1"] {
+        assert!(!martian_next_hop(good.parse().unwrap()), "{good}");
+    }
+}
