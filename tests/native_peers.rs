@@ -57,6 +57,13 @@ struct Setup {
     multihop_ttl: Option<u8>,
     /// Run anycastd and the peer in their own network namespaces.
     netns: bool,
+    /// An IPv6 session (namespaces only): anycastd 2001:db8:N::1, the peer
+    /// 2001:db8:N::2.
+    ipv6_session: bool,
+    /// On an IPv6 session: whether `announcer.local_address` is an IPv4
+    /// address (the IPv4 routes' NEXT_HOP), with the session's own address
+    /// as the peer's `local_address`.
+    ipv4_next_hop: bool,
 }
 
 impl Setup {
@@ -71,6 +78,8 @@ impl Setup {
             hold_time: None,
             multihop_ttl: None,
             netns: false,
+            ipv6_session: false,
+            ipv4_next_hop: false,
         }
     }
 
@@ -170,6 +179,8 @@ impl Netns {
                 format!("-n {a} link add va type veth peer name vb netns {b}"),
                 format!("-n {a} addr add 10.{n}.1.1/24 dev va"),
                 format!("-n {b} addr add 10.{n}.1.2/24 dev vb"),
+                format!("-n {a} addr add 2001:db8:{n}::1/64 dev va nodad"),
+                format!("-n {b} addr add 2001:db8:{n}::2/64 dev vb nodad"),
                 format!("-n {a} link set va up"),
                 format!("-n {b} link set vb up"),
             ]);
@@ -182,8 +193,11 @@ impl Netns {
     }
 
     /// anycastd's and the peer's addresses.
-    fn addresses(&self, n: u8) -> (String, String) {
-        if self.routed {
+    fn addresses(&self, n: u8, ipv6: bool) -> (String, String) {
+        if ipv6 {
+            assert!(!self.routed, "IPv6 sessions are on one link here");
+            (format!("2001:db8:{n}::1"), format!("2001:db8:{n}::2"))
+        } else if self.routed {
             (format!("10.{n}.1.1"), format!("10.{n}.2.2"))
         } else {
             (format!("10.{n}.1.1"), format!("10.{n}.1.2"))
@@ -284,10 +298,10 @@ impl Lab {
         setup.kind.require();
         let n = setup.n;
         let dir = scratch();
-        let nets = (setup.netns || setup.multihop_ttl.is_some())
+        let nets = (setup.netns || setup.ipv6_session || setup.multihop_ttl.is_some())
             .then(|| Netns::build(n, setup.multihop_ttl.is_some()));
         let (local, remote) = match &nets {
-            Some(nets) => nets.addresses(n),
+            Some(nets) => nets.addresses(n, setup.ipv6_session),
             None => (format!("127.0.{n}.1"), format!("127.0.{n}.2")),
         };
         let http = match &nets {
@@ -482,7 +496,7 @@ debug bgp neighbor-events
 debug bgp updates
 !
 router bgp {peer_as}
- bgp router-id {remote}
+ bgp router-id {router_id}
  no bgp ebgp-requires-policy
  no bgp network import-check
  neighbor {local} remote-as {local_as}
@@ -502,6 +516,11 @@ router bgp {peer_as}
             local_as = LOCAL_AS,
             own4 = PEER_V4,
             own6 = PEER_V6,
+            router_id = if s.ipv6_session {
+                format!("10.{}.1.2", s.n)
+            } else {
+                self.remote.clone()
+            },
         );
         let conf = vty.join("bgpd.conf");
         std::fs::write(&conf, config).unwrap();
@@ -653,15 +672,19 @@ router bgp {peer_as}
                     .count()
                     == 2
             }
-            Kind::Gobgp => self
-                .neighbor_status()
-                .lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Advertised:", "2"]),
+            Kind::Gobgp => self.neighbor_status().lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.len() == 2
+                    && words[0] == "Advertised:"
+                    && words[1].parse::<u32>().is_ok_and(|n| n >= 2)
+            }),
             Kind::Frr => {
                 let n = self.frr_neighbor();
                 let afi = &n["addressFamilyInfo"];
-                afi["ipv4Unicast"]["sentPrefixCounter"] == 1
-                    && afi["ipv6Unicast"]["sentPrefixCounter"] == 1
+                // eBGP: FRR also sends anycastd's routes back (AS_PATH loop
+                // detection is the receiver's job); anycastd ignores them.
+                let sent = |family: &str| afi[family]["sentPrefixCounter"].as_u64().unwrap_or(0);
+                sent("ipv4Unicast") >= 1 && sent("ipv6Unicast") >= 1
             }
         }
     }
@@ -693,16 +716,15 @@ router bgp {peer_as}
         found.unwrap_or_else(|| panic!("no UPDATE count in the peer's status:\n{status}"))
     }
 
-    /// Makes the peer send anycastd a ROUTE-REFRESH (RFC 2918).
-    fn request_refresh(&self) {
+    /// Makes the peer send anycastd a ROUTE-REFRESH (RFC 2918); false for
+    /// GoBGP, whose `softresetin` replays its own Adj-RIB-In instead.
+    fn request_refresh(&self) -> bool {
         let (ok, out) = match self.peer.as_ref().expect("peer running") {
             Peer::Bird(bird) => {
                 let out = bird.birdc("reload in anycastd");
                 (out.contains("reload"), out)
             }
-            Peer::Gobgp { api, .. } => {
-                self.gobgp_with(*api, &["neighbor", &self.local, "softresetin"])
-            }
+            Peer::Gobgp { .. } => return false,
             Peer::Frr { vty, .. } => self.vtysh_at(
                 vty,
                 &format!("clear bgp ipv4 unicast {} soft in", self.local),
@@ -713,6 +735,7 @@ router bgp {peer_as}
             "{:?} refused to request a route refresh: {out}",
             self.setup.kind
         );
+        true
     }
 
     /// The peer's own routes reach anycastd (decoded, ignored) and a
@@ -723,10 +746,11 @@ router bgp {peer_as}
             Lab::peer_sent_own_routes,
         );
         let before = self.updates_received();
-        self.request_refresh();
-        self.wait("anycastd to answer the ROUTE-REFRESH", |lab| {
-            lab.updates_received() > before
-        });
+        if self.request_refresh() {
+            self.wait("anycastd to answer the ROUTE-REFRESH", |lab| {
+                lab.updates_received() > before
+            });
+        }
         assert_eq!(
             self.routes(),
             (true, self.setup.v6),
@@ -764,16 +788,29 @@ router bgp {peer_as}
         if let Some(ttl) = s.multihop_ttl {
             peer.push_str(&format!(", enable_multihop: true, multihop_ttl: {ttl}"));
         }
+        let router_id = if s.ipv6_session {
+            format!("10.{}.1.1", s.n)
+        } else {
+            self.local.clone()
+        };
+        let mut local_address = self.local.clone();
+        let mut native = format!("local_address6: \"2001:db8:ffff::{}\", ", s.n);
+        if s.ipv6_session {
+            // The IPv6 next hop is the session's own address.
+            native.clear();
+            peer.push_str(&format!(", local_address: \"{}\"", self.local));
+            if s.ipv4_next_hop {
+                local_address = router_id.clone();
+            }
+        }
         let config = format!(
             r#"
 announcer:
-  router_id: "{local}"
-  local_address: "{local}"
+  router_id: "{router_id}"
+  local_address: "{local_address}"
   local_asn: {local_as}
   routes: {routes}
-  native:
-    local_address6: "2001:db8:ffff::{n}"
-    shutdown_message: "anycastd test {n} says goodbye"
+  native: {{{native}shutdown_message: "anycastd test {n} says goodbye"}}
   peers:
     - {{{peer}}}
 services:
@@ -783,7 +820,6 @@ services:
       - kind: http_2xx
         spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
 "#,
-            local = self.local,
             local_as = LOCAL_AS,
             n = s.n,
             url = self.http.url("/health"),
@@ -1007,4 +1043,14 @@ fn frr_ibgp_v6_follows_health_and_survives_peer_restart() {
         Lab::established,
     );
     lab.wait_routes(true, "routes re-sent to the restarted peer");
+}
+
+#[test]
+fn frr_over_an_ipv6_session_without_an_ipv4_next_hop() {
+    let mut setup = Setup::new(Kind::Frr, 62, false);
+    setup.ipv6_session = true;
+    setup.v6 = true;
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(bird2 gobgpd frr dnsmasq tftpd-hpa chrony mandoc groff-base iproute2 procps)
+apt_packages=(bird2 gobgpd frr dnsmasq tftpd-hpa chrony prometheus systemd mandoc groff-base iproute2 procps)
 pip_packages=("exabgp>=5.0,<6")
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -21,7 +21,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # pyenv installs console scripts behind shims that need a rehash.
     command -v pyenv >/dev/null && pyenv rehash || true
 fi
-for tool in bird birdc exabgp gobgpd dnsmasq in.tftpd chronyd mandoc; do
+for tool in bird birdc exabgp gobgpd vtysh dnsmasq in.tftpd chronyd promtool systemd-analyze mandoc; do
     command -v "$tool" >/dev/null || {
         echo "missing $tool: install ${apt_packages[*]} (apt) and ${pip_packages[*]} (pip), as root" >&2
         exit 1

@@ -145,6 +145,9 @@ impl PeerIo {
                             }
                             metrics::backend_error("native", "session");
                         }
+                        Action::Unannounceable { prefixes, why } => {
+                            tracing::warn!(peer = %label, name = %self.peer.name, ?prefixes, reason = %why, "not announcing these routes to this peer");
+                        }
                         Action::TreatedAsWithdraw(why) => {
                             tracing::debug!(peer = %label, reason = %why, "received UPDATE treated as withdraw (RFC 7606)");
                         }

@@ -93,6 +93,12 @@ pub enum Action {
     Up,
     /// A received UPDATE had an attribute error handled as withdraw (RFC 7606).
     TreatedAsWithdraw(String),
+    /// These desired prefixes cannot be announced on this session (each
+    /// reported once per session).
+    Unannounceable {
+        prefixes: Vec<IpNet>,
+        why: String,
+    },
     /// After `Stop`: nothing more will happen.
     Finished,
 }
@@ -138,6 +144,9 @@ pub struct Session {
     desired: BTreeSet<IpNet>,
     /// What the peer has been sent and not withdrawn.
     announced: BTreeSet<IpNet>,
+    /// Desired prefixes left out for want of a next hop, reported once per
+    /// session.
+    unannounceable: BTreeSet<IpNet>,
     negotiated: Option<Negotiated>,
     local: Option<IpAddr>,
     backoff: Backoff,
@@ -151,6 +160,7 @@ impl Session {
             state: State::Idle,
             desired: BTreeSet::new(),
             announced: BTreeSet::new(),
+            unannounceable: BTreeSet::new(),
             negotiated: None,
             local: None,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
@@ -414,16 +424,40 @@ impl Session {
     /// Sends what makes the peer's view match `desired`.
     fn sync(&mut self, out: &mut Vec<Action>) {
         let families = self.families();
-        let wanted: BTreeSet<IpNet> = self
+        let has_next_hop4 = self.next_hop4().is_some();
+        // IPv4 NLRI need an IPv4 NEXT_HOP, which an IPv6 session only has
+        // when one is configured: without it peers refuse the UPDATE (FRR:
+        // "Missing well-known attribute NEXT_HOP").
+        let (wanted, unannounceable): (BTreeSet<IpNet>, BTreeSet<IpNet>) = self
             .desired
             .iter()
             .filter(|p| families.contains(&Family::of(p)))
+            .partition(|p| has_next_hop4 || Family::of(p) != Family::Ipv4Unicast);
+        let unreported: Vec<IpNet> = unannounceable
+            .difference(&self.unannounceable)
             .copied()
             .collect();
+        if !unreported.is_empty() {
+            out.push(Action::Unannounceable {
+                prefixes: unreported,
+                why: "no IPv4 next hop on this IPv6 session: set announcer.local_address \
+                          to an IPv4 address and the peer's local_address to the IPv6 one"
+                    .into(),
+            });
+            self.unannounceable.extend(unannounceable);
+        }
         let withdraw: Vec<IpNet> = self.announced.difference(&wanted).copied().collect();
         let announce: Vec<IpNet> = wanted.difference(&self.announced).copied().collect();
         self.send_updates(&withdraw, &announce, out);
         self.announced = wanted;
+    }
+
+    /// The NEXT_HOP for IPv4 routes: configured, or the session's own
+    /// address when that is IPv4.
+    fn next_hop4(&self) -> Option<Ipv4Addr> {
+        self.config
+            .next_hop
+            .or_else(|| self.negotiated.as_ref().and_then(|n| ipv4_of(n.local)))
     }
 
     fn send_updates(&self, withdraw: &[IpNet], announce: &[IpNet], out: &mut Vec<Action>) {
@@ -440,7 +474,7 @@ impl Session {
                 Vec::new()
             },
             four_octet_as: n.four_octet_as,
-            next_hop: self.config.next_hop.or_else(|| ipv4_of(n.local)),
+            next_hop: self.next_hop4(),
             local_pref: (!external).then_some(100),
         };
         let next_hop6 = self.config.next_hop6.or(match n.local {
@@ -473,6 +507,7 @@ impl Session {
         out.push(Action::CancelTimer(Timer::Stable));
         self.negotiated = None;
         self.announced.clear();
+        self.unannounceable.clear();
         self.set_state(State::Idle, out);
         if was_established || !why.is_empty() {
             out.push(Action::Down(why));

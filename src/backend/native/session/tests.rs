@@ -343,3 +343,74 @@ fn a_stable_session_starts_the_backoff_over() {
     let a = s.handle(Event::ConnectFailed("refused".into()));
     assert_eq!(retry_delay(&a), Some(Duration::from_secs(2)));
 }
+
+/// Seen with FRR 8.4 over an IPv6 session: IPv4 NLRI without NEXT_HOP are
+/// refused ("Missing well-known attribute NEXT_HOP ... Withdrawing route").
+/// Without an IPv4 next hop, IPv4 routes are held back (and reported once).
+#[test]
+fn ipv4_routes_need_an_ipv4_next_hop_on_an_ipv6_session() {
+    let open_ipv6_session = |config: SessionConfig| {
+        let mut s = Session::new(config);
+        s.handle(Event::Desired(routes(&[
+            "192.0.2.10/32",
+            "2001:db8::10/128",
+        ])));
+        s.handle(Event::Start);
+        s.handle(Event::Connected {
+            local: "2001:db8:1::1".parse().unwrap(),
+        });
+        s.handle(Event::Received(peer_open(65002, 90)));
+        let a = s.handle(Event::Received(Incoming::Keepalive));
+        (s, a)
+    };
+    let (mut s, a) = open_ipv6_session(config(65001, 65002));
+    let announced: Vec<IpNet> = sent_updates(&a)
+        .iter()
+        .flat_map(|u| u.announced.clone())
+        .collect();
+    assert_eq!(
+        announced,
+        vec!["2001:db8::10/128".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(
+        sent_updates(&a)[0].next_hop6,
+        Some("2001:db8:1::1".parse().unwrap())
+    );
+    let warned: Vec<&Action> = a
+        .iter()
+        .filter(|x| matches!(x, Action::Unannounceable { .. }))
+        .collect();
+    assert!(
+        matches!(warned.as_slice(), [Action::Unannounceable { prefixes, why }]
+            if prefixes == &vec!["192.0.2.10/32".parse::<IpNet>().unwrap()]
+                && why.contains("IPv4 next hop")),
+        "{a:?}"
+    );
+    // Reported once per session, not on every change of routes.
+    let a = s.handle(Event::Desired(routes(&["192.0.2.10/32"])));
+    assert!(!a.iter().any(|x| matches!(x, Action::Unannounceable { .. })));
+    s.handle(Event::Desired(routes(&[])));
+    let a = s.handle(Event::Desired(routes(&["192.0.2.10/32"])));
+    assert!(!a.iter().any(|x| matches!(x, Action::Unannounceable { .. })));
+    assert_eq!(
+        sent_updates(&a)[0].withdrawn,
+        vec!["2001:db8::10/128".parse::<IpNet>().unwrap()]
+    );
+    assert!(s.announced().is_empty());
+
+    // With a configured IPv4 next hop they go out, carrying it.
+    let mut with_next_hop = config(65001, 65002);
+    with_next_hop.next_hop = Some(Ipv4Addr::new(192, 0, 2, 1));
+    let (s, a) = open_ipv6_session(with_next_hop);
+    assert_eq!(s.announced().len(), 2);
+    assert!(!a.iter().any(|x| matches!(x, Action::Unannounceable { .. })));
+    let v4 = &sent_updates(&a)[0];
+    assert_eq!(
+        v4.announced,
+        vec!["192.0.2.10/32".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(
+        v4.attributes.as_ref().unwrap().next_hop,
+        Some(Ipv4Addr::new(192, 0, 2, 1))
+    );
+}
