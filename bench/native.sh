@@ -20,6 +20,9 @@
 # Ctrl-C; configs and logs of the last run stay in bench/results/native-last-run/.
 set -euo pipefail
 
+# No __pycache__ next to the scripts.
+export PYTHONDONTWRITEBYTECODE=1
+
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$bench_dir")
 cd "$root"

@@ -1,12 +1,19 @@
 //! The native backend (anycastd's own BGP speaker) against three real BGP
 //! implementations: BIRD 2, GoBGP and FRR, each over eBGP and iBGP. A real
 //! HTTP server decides the service's health; the verdict is the peer's own
-//! RIB, read with the peer's own CLI.
+//! RIB, read with the peer's own CLI. Every peer also announces a route of
+//! its own to anycastd, and BIRD and FRR ask for a ROUTE-REFRESH: anycastd
+//! must take both without complaint.
 //!
-//! Every test has its own loopback pair 127.0.N.1 (anycastd) / 127.0.N.2
-//! (the peer, listening on port 179 of its own address only), N in 50..=79.
-//! The multihop test builds three network namespaces (anycastd | router |
-//! peer) so that the TTL really is decremented on the way.
+//! BIRD tests use a loopback pair 127.0.N.1 (anycastd) / 127.0.N.2 (BIRD,
+//! bound to its own address only), N in 50..=79. FRR and GoBGP refuse a
+//! 127.0.0.0/8 NEXT_HOP (FRR with a NOTIFICATION, GoBGP by dropping the
+//! route), so their tests run anycastd and the peer in two network
+//! namespaces joined by a veth pair (10.N.1.1 / 10.N.1.2, 2001:db8:N::1/2);
+//! the multihop test puts a router namespace between them, so that the TTL
+//! really is decremented on the way.
+//!
+//! Packages: bird2, gobgpd, frr, iproute2 (and root).
 
 mod common;
 
@@ -46,7 +53,8 @@ struct Setup {
     kind: Kind,
     n: u8,
     ibgp: bool,
-    /// Also announce an IPv6 route (over the IPv4 session).
+    /// Also announce an IPv6 route (over an IPv4 session unless
+    /// `ipv6_session`).
     v6: bool,
     /// TCP-MD5 key on both sides.
     password: Option<&'static str>,
@@ -64,6 +72,8 @@ struct Setup {
     /// address (the IPv4 routes' NEXT_HOP), with the session's own address
     /// as the peer's `local_address`.
     ipv4_next_hop: bool,
+    /// anycastd waits for the peer to connect (`passive: true`).
+    passive: bool,
 }
 
 impl Setup {
@@ -80,6 +90,7 @@ impl Setup {
             netns: false,
             ipv6_session: false,
             ipv4_next_hop: false,
+            passive: false,
         }
     }
 
@@ -378,6 +389,9 @@ protocol bgp anycastd {{
   neighbor {local} as {local_as};
   multihop;
   strict bind yes;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 2;
   {password}
   ipv4 {{ import all; export where proto = "own4"; }};
   ipv6 {{ import all; export where proto = "own6"; next hop address 2001:db8:ffff::2; }};
@@ -782,6 +796,9 @@ router bgp {peer_as}
         if let Some(p) = s.password {
             peer.push_str(&format!(", password: \"{p}\""));
         }
+        if s.passive {
+            peer.push_str(", passive: true");
+        }
         if let Some(h) = s.hold_time {
             peer.push_str(&format!(", hold_time: {h}s"));
         }
@@ -859,6 +876,20 @@ services:
         });
     }
 
+    /// Output of a command run where anycastd runs.
+    fn in_anycastd_ns(&self, command: &[&str]) -> String {
+        let mut c = match &self.nets {
+            Some(nets) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", nets.a(), command[0]]);
+                c
+            }
+            None => Command::new(command[0]),
+        };
+        c.args(&command[1..]);
+        output_within(c, Duration::from_secs(5)).1
+    }
+
     fn anycastd_log(&self) -> String {
         std::fs::read_to_string(self.path("anycastd.log")).unwrap_or_default()
     }
@@ -930,6 +961,15 @@ fn bird_ebgp_follows_health_and_sigterm_sends_cease() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
+    let rib = lab.rib(false);
+    for attribute in ["BGP.as_path: 65001\n", "BGP.next_hop: 127.0.50.1\n"] {
+        assert!(rib.contains(attribute), "eBGP: {attribute:?} in {rib}");
+    }
+    let rib = lab.rib(true);
+    assert!(
+        rib.contains("BGP.next_hop: 2001:db8:ffff::50\n"),
+        "the IPv6 next hop is announcer.native.local_address6: {rib}"
+    );
     lab.sigterm(&[
         "Received: Administrative shutdown",
         "anycastd test 50 says goodbye",
@@ -943,17 +983,41 @@ fn bird_ibgp_with_md5_follows_health() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
-    let (_, ss) = output_within(
-        {
-            let mut c = Command::new("ss");
-            c.args(["-tnie", "src", "127.0.51.1", "dst", "127.0.51.2"]);
-            c
-        },
-        Duration::from_secs(5),
-    );
+    let rib = lab.rib(false);
+    for attribute in ["BGP.as_path: \n", "BGP.local_pref: 100\n"] {
+        assert!(rib.contains(attribute), "iBGP: {attribute:?} in {rib}");
+    }
+    let mut ss = Command::new("ss");
+    ss.args(["-tnie", "src", "127.0.51.1", "dst", "127.0.51.2"]);
+    let (_, ss) = output_within(ss, Duration::from_secs(5));
     assert!(
         ss.contains("md5keys"),
         "the session is TCP-MD5 signed: {ss}"
+    );
+}
+
+#[test]
+fn bird_ebgp_to_passive_anycastd_survives_peer_restart() {
+    let mut setup = Setup::new(Kind::Bird, 52, false);
+    setup.passive = true;
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    lab.follows_health();
+    lab.stop_peer();
+    lab.start_peer();
+    lab.wait(
+        "BIRD to connect to anycastd again after its restart",
+        Lab::established,
+    );
+    lab.wait_routes(true, "routes re-sent to the restarted BIRD");
+    // The session's TCP connection is to anycastd's port 179: BIRD made it.
+    let mut ss = Command::new("ss");
+    ss.args(["-Htn", "state", "established"])
+        .args(["src", "127.0.52.1:179", "dst", "127.0.52.2"]);
+    let (_, ss) = output_within(ss, Duration::from_secs(5));
+    assert!(
+        !ss.trim().is_empty(),
+        "BIRD connected to anycastd's port 179"
     );
 }
 
@@ -984,6 +1048,11 @@ fn gobgp_ibgp_follows_health_with_short_hold_time() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
+    let status = lab.neighbor_status();
+    assert!(
+        status.contains("Hold time is 3,"),
+        "hold time 3 s: {status}"
+    );
     // Negotiated hold time 3 s: without our keepalives GoBGP would drop the
     // session within 3 s.
     std::thread::sleep(Duration::from_secs(4));
@@ -1025,6 +1094,11 @@ fn frr_ebgp_with_md5_follows_health_and_sigterm_sends_cease() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
+    let ss = lab.in_anycastd_ns(&["ss", "-tnie", "dst", "10.60.1.2"]);
+    assert!(
+        ss.contains("md5keys"),
+        "the session is TCP-MD5 signed: {ss}"
+    );
     lab.sigterm(&["Administrative Shutdown"]);
 }
 
@@ -1045,12 +1119,31 @@ fn frr_ibgp_v6_follows_health_and_survives_peer_restart() {
     lab.wait_routes(true, "routes re-sent to the restarted peer");
 }
 
+/// IPv4 and IPv6 routes over an IPv6 session: with only IPv6 addresses
+/// anycastd holds the IPv4 route back (FRR refuses IPv4 NLRI without
+/// NEXT_HOP); with an IPv4 `announcer.local_address` both go out.
 #[test]
-fn frr_over_an_ipv6_session_without_an_ipv4_next_hop() {
+fn frr_ebgp_over_an_ipv6_session() {
     let mut setup = Setup::new(Kind::Frr, 62, false);
     setup.ipv6_session = true;
     setup.v6 = true;
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
+    lab.wait("the session to be established", Lab::established);
+    lab.wait("the IPv6 route at the peer", |lab| lab.has_route(&lab.v6));
+    lab.wait("anycastd to say why the IPv4 route stays back", |lab| {
+        lab.anycastd_log().contains("not announcing these routes")
+    });
+    assert!(!lab.has_route(&lab.v4), "no IPv4 route without a next hop");
+    lab.sigterm(&["Administrative Shutdown"]);
+
+    lab.setup.ipv4_next_hop = true;
+    std::fs::remove_file(lab.path("anycastd.log")).unwrap();
+    lab.start_anycastd();
     lab.follows_health();
+    let rib = lab.rib(false);
+    assert!(
+        rib.contains("\"ip\":\"10.62.1.1\""),
+        "the IPv4 route carries the IPv4 next hop: {rib}"
+    );
 }

@@ -445,6 +445,7 @@ pub(super) fn resolve(
 /// Masks host bits (`10.0.0.1/24` → `10.0.0.0/24`) with a warning, and drops repeats.
 fn normalize_routes(routes: &[IpNet], path: &str, warnings: &mut Vec<String>) -> Vec<IpNet> {
     let mut out: Vec<IpNet> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (index, route) in routes.iter().enumerate() {
         let network = route.trunc();
         if network != *route {
@@ -452,7 +453,7 @@ fn normalize_routes(routes: &[IpNet], path: &str, warnings: &mut Vec<String>) ->
                 "{path}[{index}]: {route} has host bits set; announcing {network}"
             ));
         }
-        if !out.contains(&network) {
+        if seen.insert(network) {
             out.push(network);
         }
     }

@@ -44,7 +44,10 @@ pub struct Transition {
 #[derive(Debug, Clone, Default)]
 pub struct RouteBook {
     services: BTreeMap<String, Hysteresis>,
-    protectors: BTreeMap<IpNet, BTreeSet<String>>,
+    /// `announcer.routes`: protected by every service.
+    global: BTreeSet<IpNet>,
+    /// A service's own routes, and which services list each of them.
+    own: BTreeMap<IpNet, BTreeSet<String>>,
 }
 
 impl RouteBook {
@@ -68,23 +71,16 @@ impl RouteBook {
         }
         self.services = services;
 
-        let mut protectors: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
-        let everyone: BTreeSet<String> = config.services.iter().map(|s| s.name.clone()).collect();
-        for route in &config.routes {
-            protectors
-                .entry(*route)
-                .or_default()
-                .extend(everyone.iter().cloned());
-        }
+        // Kept apart from services' own routes: a global route would
+        // otherwise carry every service's name (routes × services).
+        self.global = config.routes.iter().copied().collect();
+        let mut own: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
         for service in &config.services {
             for route in &service.routes {
-                protectors
-                    .entry(*route)
-                    .or_default()
-                    .insert(service.name.clone());
+                own.entry(*route).or_default().insert(service.name.clone());
             }
         }
-        self.protectors = protectors;
+        self.own = own;
     }
 
     pub fn state(&self, service: &str) -> Option<ServiceState> {
@@ -104,15 +100,20 @@ impl RouteBook {
 
     /// The routes whose protecting services are all Up.
     pub fn desired(&self) -> BTreeSet<IpNet> {
-        self.protectors
+        let up = |name: &String| self.state(name) == Some(ServiceState::Up);
+        let all_up = !self.services.is_empty() && self.services.keys().all(up);
+        let mut desired: BTreeSet<IpNet> = self
+            .own
             .iter()
-            .filter(|(_, services)| {
-                services
-                    .iter()
-                    .all(|s| self.state(s) == Some(ServiceState::Up))
+            .filter(|(route, services)| {
+                services.iter().all(up) && (all_up || !self.global.contains(route))
             })
             .map(|(route, _)| *route)
-            .collect()
+            .collect();
+        if all_up {
+            desired.extend(self.global.iter().copied());
+        }
+        desired
     }
 }
 

@@ -38,6 +38,18 @@ pub fn ttl_for(peer: &PeerConfig, local_asn: u32) -> u32 {
     }
 }
 
+/// Sets the TTL of our packets: IP_TTL on IPv4 sockets, the unicast hop
+/// limit on IPv6 ones. (Linux accepts IP_TTL on an IPv6 socket too, but it
+/// only applies to IPv4-mapped traffic: an IPv6 session kept hop limit 64
+/// whatever the TTL was meant to be.)
+fn set_ttl(socket: socket2::SockRef<'_>, ttl: u32, ipv6: bool) -> std::io::Result<()> {
+    if ipv6 {
+        socket.set_unicast_hops_v6(ttl)
+    } else {
+        socket.set_ttl_v4(ttl)
+    }
+}
+
 pub struct PeerIo {
     pub peer: PeerConfig,
     pub ttl: u32,
@@ -69,15 +81,7 @@ impl PeerIo {
             if let Some(local) = peer.local_address {
                 socket.bind(SocketAddr::new(local, 0))?;
             }
-            socket2::SockRef::from(&socket)
-                .set_ttl_v4(ttl)
-                .or_else(|e| {
-                    if remote.is_ipv6() {
-                        socket2::SockRef::from(&socket).set_unicast_hops_v6(ttl)
-                    } else {
-                        Err(e)
-                    }
-                })?;
+            set_ttl(socket2::SockRef::from(&socket), ttl, remote.is_ipv6())?;
             if let Some(password) = &peer.password {
                 set_tcp_md5(&socket, peer.remote_address, password.as_bytes())?;
             }
@@ -364,10 +368,29 @@ async fn accept(peer: PeerConfig, ttl: u32) -> std::io::Result<TcpStream> {
     loop {
         let (stream, from) = listener.accept().await?;
         if from.ip() == peer.remote_address {
-            let _ = socket2::SockRef::from(&stream).set_ttl_v4(ttl);
+            let _ = set_ttl(socket2::SockRef::from(&stream), ttl, from.is_ipv6());
             stream.set_nodelay(true)?;
             return Ok(stream);
         }
         tracing::warn!(from = %from, expected = %peer.remote_address, "refused a BGP connection from an unknown address");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_goes_where_each_family_reads_it() {
+        let v4 = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        set_ttl(socket2::SockRef::from(&v4), 1, false).unwrap();
+        assert_eq!(v4.ttl_v4().unwrap(), 1);
+        // What the first version did: IP_TTL on an IPv6 socket is accepted
+        // and changes nothing an IPv6 packet carries.
+        let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        v6.set_ttl_v4(2).unwrap();
+        assert_ne!(v6.unicast_hops_v6().unwrap(), 2);
+        set_ttl(socket2::SockRef::from(&v6), 2, true).unwrap();
+        assert_eq!(v6.unicast_hops_v6().unwrap(), 2);
     }
 }

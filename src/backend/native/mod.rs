@@ -58,8 +58,8 @@ impl NativeBackend {
                     tracing::warn!(
                         peer = %peer.remote_address,
                         next_hop = %nh,
-                        "IPv4 routes go out with this NEXT_HOP (the session's local address); \
-                         most routers refuse it (FRR resets the session, GoBGP drops the routes)"
+                        "IPv4 routes are announced with this NEXT_HOP (the local address), \
+                         which most routers refuse (FRR resets the session, GoBGP drops the routes)"
                     );
                 }
                 let session = Session::new(SessionConfig {
