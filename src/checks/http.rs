@@ -14,6 +14,9 @@ use crate::config::model::Http2xxSpec;
 const USER_AGENT: &str = "anycastd/1.0 (http_2xx checker)";
 /// Bytes of body read so the connection can be reused; the rest is dropped.
 const BODY_LIMIT: usize = 64 * 1024;
+/// Idle connections kept per host: each holds ~20 KiB of buffers, and with
+/// services spread over schedule slots one slot's worth is enough.
+const POOL_IDLE_PER_HOST: usize = 128;
 
 pub struct Http2xx {
     method: Method,
@@ -33,6 +36,7 @@ fn shared_client() -> &'static Client {
             // A health check must reach the service itself, never a proxy.
             .no_proxy()
             .tcp_nodelay(true)
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
             .build()
             .unwrap_or_else(|_| Client::new())
     })

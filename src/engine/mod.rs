@@ -22,6 +22,7 @@
 pub mod health;
 pub mod routes;
 pub mod runner;
+pub mod schedule;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -194,7 +195,9 @@ fn spawn_service(
 ) -> ServiceEntry {
     let config = service.config.clone();
     let task = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(service.config.check_interval);
+        let interval = service.config.check_interval;
+        let start = tokio::time::Instant::now() + schedule::offset(&service.config.name, interval);
+        let mut ticker = tokio::time::interval_at(start, interval);
         // A round longer than the interval delays the next; rounds never overlap.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {

@@ -175,14 +175,23 @@ impl BirdBackend {
     /// restores the previous files and reconfigures again.
     async fn apply(&mut self, routes: &BTreeSet<IpNet>) -> Result<(), BirdError> {
         let files = render(&self.config, routes);
-        let previous: Vec<(RenderedFile, Option<String>)> = files
-            .iter()
-            .map(|f| (f.clone(), std::fs::read_to_string(&f.path).ok()))
-            .collect();
-        for file in &files {
-            write_atomically(&file.path, &file.content)
-                .inspect_err(|_| metrics::backend_error(NAME, "write"))?;
-        }
+        // fsync can stall for long on a busy disk: keep it off the runtime thread.
+        let previous = tokio::task::spawn_blocking(move || -> Result<_, BirdError> {
+            let previous: Vec<(RenderedFile, Option<String>)> = files
+                .iter()
+                .map(|f| (f.clone(), std::fs::read_to_string(&f.path).ok()))
+                .collect();
+            for file in &files {
+                write_atomically(&file.path, &file.content)?;
+            }
+            Ok(previous)
+        })
+        .await
+        .map_err(|e| BirdError::Write {
+            path: self.config.include_file.display().to_string(),
+            source: std::io::Error::other(e),
+        })?
+        .inspect_err(|_| metrics::backend_error(NAME, "write"))?;
         let started = Instant::now();
         let result = self.reconfigure().await;
         metrics::bird_reconfigure(result.is_ok(), started.elapsed().as_secs_f64());
