@@ -118,7 +118,12 @@ impl PeerIo {
             // Feed queued events; carry out every resulting action.
             while !pending.is_empty() {
                 let event = pending.remove(0);
-                for action in session.handle(event) {
+                let actions = session.handle(event);
+                // What the peer holds changes only with an UPDATE sent or a reset.
+                let announced_changed = actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Send(Message::Update(_)) | Action::Down(_)));
+                for action in actions {
                     match action {
                         Action::Connect => connecting = Some(self.connect()),
                         Action::Send(message) => {
@@ -158,7 +163,14 @@ impl PeerIo {
                         Action::Finished => return,
                     }
                 }
-                metrics::bgp_prefixes(&label, &self.router_id, session.announced().len());
+                if announced_changed {
+                    metrics::bgp_prefixes(&label, &self.router_id, session.announced().len());
+                    // Per peer: each session announces on its own.
+                    crate::status::set_announced(
+                        &format!("native {}", self.peer.name),
+                        session.announced(),
+                    );
+                }
             }
             if let Some(at) = latency_pending.take() {
                 metrics::route_change_latency("native", at.elapsed().as_secs_f64());
