@@ -8,8 +8,10 @@
 //!                   restore previous ──┘ refused    reload_command)
 //! ```
 //!
-//! Changes arriving within a millisecond of each other are coalesced into one
-//! reconfigure. A BIRD that is down or refuses is retried with capped
+//! A change after a quiet spell is applied at once. A change that comes
+//! within [`BURST`] of the last reconfigure is part of a burst (many services
+//! flipping together): it waits until changes stop for [`QUIET`] (at most
+//! [`MAX_COALESCE`]) and the whole burst becomes one reconfigure. A BIRD that is down or refuses is retried with capped
 //! backoff; the daemon never exits over it. Plain `configure` is used, never
 //! `configure soft`, which would not re-run export filters on routes already
 //! exported.
@@ -33,7 +35,9 @@ use control::ControlError;
 use render::{RenderedFile, render};
 
 const NAME: &str = "bird";
-/// A change is applied once no further change came for this long...
+/// A change this soon after the previous reconfigure is treated as a burst.
+const BURST: Duration = Duration::from_millis(20);
+/// In a burst, a change is applied once no further change came for this long...
 const QUIET: Duration = Duration::from_millis(1);
 /// ...or once this long has passed since the first change of a burst.
 const MAX_COALESCE: Duration = Duration::from_millis(20);
@@ -105,6 +109,7 @@ impl BirdBackend {
         if !self.converge(&current, &mut backoff, &mut retry_at).await {
             tracing::info!("BIRD not updated yet; will retry");
         }
+        let mut last_apply: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -113,8 +118,11 @@ impl BirdBackend {
                     if changed.is_err() {
                         break;
                     }
-                    coalesce(&mut desired).await;
+                    if last_apply.is_some_and(|at: tokio::time::Instant| at.elapsed() < BURST) {
+                        coalesce(&mut desired).await;
+                    }
                     current = desired.borrow_and_update().clone();
+                    last_apply = Some(tokio::time::Instant::now());
                     retry_at = None;
                     self.converge(&current, &mut backoff, &mut retry_at).await;
                 }
