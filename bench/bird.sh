@@ -23,6 +23,9 @@
 # stay in bench/results/bird-last-run/.
 set -euo pipefail
 
+# No __pycache__ next to the scripts.
+export PYTHONDONTWRITEBYTECODE=1
+
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$bench_dir")
 cd "$root"

@@ -554,7 +554,6 @@ def flap_run(ctx, lab, a, peer, fmt, routes, variant, flaps):
     N prefixes) or `one` (a flapper with one prefix, a steady service with
     the other N - 1)."""
     n = len(routes)
-    name = f"{variant}"
     work = os.path.join(lab, f"anycastd-{variant}")
     os.makedirs(work, exist_ok=True)
     config = os.path.join(work, "anycastd.yaml")
@@ -572,7 +571,7 @@ def flap_run(ctx, lab, a, peer, fmt, routes, variant, flaps):
     d = Anycastd(ctx.anycastd, config, verdicts.tail.path, port)
     transitions = []
     try:
-        peer.wait_present(all_set, STATE_WAIT, f"{fmt}/{n}/{name}: all routes at B")
+        peer.wait_present(all_set, STATE_WAIT, f"{fmt}/{n}/{variant}: all routes at B")
         peer.wait_quiet(0.3, 20)
         time.sleep(0.2)
         verdicts.poll()
@@ -586,12 +585,10 @@ def flap_run(ctx, lab, a, peer, fmt, routes, variant, flaps):
             time.sleep(ctx.rng.uniform(0, 0.1))  # a random phase of the 100 ms tick
             http_get(f"http://{ctx.server}/control/{'fail' if down else 'ok'}/1")
             if down:
-                peer.wait_gone(flap_set, ctx.flap_timeout,
-                          f"{fmt}/{n}/{name}: flap {i // 2} withdrawn at B")
+                peer.wait_gone(flap_set, ctx.flap_timeout, f"{fmt}/{n}/{variant}: flap {i // 2} withdrawn at B")
                 peer_us = peer.latest(flapped, "removed")
             else:
-                peer.wait_present(flap_set, ctx.flap_timeout,
-                          f"{fmt}/{n}/{name}: flap {i // 2} back at B")
+                peer.wait_present(flap_set, ctx.flap_timeout, f"{fmt}/{n}/{variant}: flap {i // 2} back at B")
                 peer_us = peer.latest(flapped, "added")
             verdict_us = verdicts.wait_new(start, "down" if down else "up", flapper)
             # Wait for whatever else BIRD sends for this change (the prefix
@@ -631,7 +628,7 @@ def flap_run(ctx, lab, a, peer, fmt, routes, variant, flaps):
     finally:
         code = d.stop()
     # SIGTERM withdraws everything.
-    peer.wait_gone(all_set, STATE_WAIT, f"{fmt}/{n}/{name}: withdrawn at SIGTERM")
+    peer.wait_gone(all_set, STATE_WAIT, f"{fmt}/{n}/{variant}: withdrawn at SIGTERM")
     peer.wait_quiet(0.3, 20)
     downs = [t for t in transitions if t["down"]]
     ups = [t for t in transitions if not t["down"]]

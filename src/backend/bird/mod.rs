@@ -20,7 +20,8 @@ pub mod control;
 pub mod render;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -84,6 +85,8 @@ pub struct BirdBackend {
     accepted: Option<BTreeSet<IpNet>>,
     /// The last fault logged, so a repeating one is logged once.
     last_fault: Option<String>,
+    /// What each file holds, as last written (`None`: absent).
+    on_disk: HashMap<PathBuf, Option<String>>,
 }
 
 impl BirdBackend {
@@ -92,6 +95,7 @@ impl BirdBackend {
             config,
             accepted: None,
             last_fault: None,
+            on_disk: HashMap::new(),
         }
     }
 
@@ -183,23 +187,36 @@ impl BirdBackend {
     /// restores the previous files and reconfigures again.
     async fn apply(&mut self, routes: &BTreeSet<IpNet>) -> Result<(), BirdError> {
         let files = render(&self.config, routes);
+        // What each file holds now: remembered from our last write, read
+        // from disk only the first time. Unchanged files are not rewritten.
+        let known = std::mem::take(&mut self.on_disk);
         // fsync can stall for long on a busy disk: keep it off the runtime thread.
-        let previous = tokio::task::spawn_blocking(move || -> Result<_, BirdError> {
-            let previous: Vec<(RenderedFile, Option<String>)> = files
-                .iter()
-                .map(|f| (f.clone(), std::fs::read_to_string(&f.path).ok()))
-                .collect();
-            for file in &files {
-                write_atomically(&file.path, &file.content)?;
+        let (changed, on_disk) = tokio::task::spawn_blocking(move || {
+            let mut on_disk = known;
+            let mut changed: Vec<(RenderedFile, Option<String>)> = Vec::new();
+            for file in files {
+                let before = match on_disk.get(&file.path) {
+                    Some(content) => content.clone(),
+                    None => std::fs::read_to_string(&file.path).ok(),
+                };
+                if before.as_deref() == Some(file.content.as_str()) {
+                    continue;
+                }
+                if let Err(e) = write_atomically(&file.path, &file.content) {
+                    return (Err(e), on_disk);
+                }
+                on_disk.insert(file.path.clone(), Some(file.content.clone()));
+                changed.push((file, before));
             }
-            Ok(previous)
+            (Ok(changed), on_disk)
         })
         .await
         .map_err(|e| BirdError::Write {
             path: self.config.include_file.display().to_string(),
             source: std::io::Error::other(e),
-        })?
-        .inspect_err(|_| metrics::backend_error(NAME, "write"))?;
+        })?;
+        self.on_disk = on_disk;
+        let changed = changed.inspect_err(|_| metrics::backend_error(NAME, "write"))?;
         let started = Instant::now();
         let result = self.reconfigure().await;
         metrics::bird_reconfigure(result.is_ok(), started.elapsed().as_secs_f64());
@@ -214,7 +231,7 @@ impl BirdBackend {
             Err(e) => {
                 metrics::backend_error(NAME, e.metric_kind());
                 if e.refused() {
-                    self.restore(&previous).await;
+                    self.restore(&changed).await;
                 }
                 Err(e)
             }
@@ -230,8 +247,15 @@ impl BirdBackend {
                     source,
                 }),
             };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "could not restore the previous BIRD include file");
+            match result {
+                Ok(()) => {
+                    self.on_disk.insert(file.path.clone(), content.clone());
+                }
+                Err(e) => {
+                    // Unknown now: read it again next time.
+                    self.on_disk.remove(&file.path);
+                    tracing::error!(error = %e, "could not restore the previous BIRD include file");
+                }
             }
         }
         if let Err(e) = self.reconfigure().await {
