@@ -115,10 +115,11 @@ pub async fn run(
     });
     let mut entries: HashMap<String, ServiceEntry> = HashMap::new();
     let mut next_epoch = 0u64;
+    let count = services.len();
     for service in services {
         metrics::service_up(&service.config.name, false);
         next_epoch += 1;
-        let entry = spawn_service(service, next_epoch, report_tx.clone());
+        let entry = spawn_service(service, count, next_epoch, report_tx.clone());
         entries.insert(entry.config.name.clone(), entry);
     }
 
@@ -151,6 +152,7 @@ pub async fn run(
                 EngineCommand::Reload(new_config, prepared) => {
                     let mut kept = 0;
                     let mut fresh = HashMap::new();
+                    let count = prepared.len();
                     for service in prepared {
                         let name = service.config.name.clone();
                         match entries.remove(&name) {
@@ -160,7 +162,10 @@ pub async fn run(
                             }
                             _ => {
                                 next_epoch += 1;
-                                fresh.insert(name, spawn_service(service, next_epoch, report_tx.clone()));
+                                fresh.insert(
+                                    name,
+                                    spawn_service(service, count, next_epoch, report_tx.clone()),
+                                );
                             }
                         }
                     }
@@ -190,13 +195,15 @@ pub async fn run(
 
 fn spawn_service(
     service: PreparedService,
+    services: usize,
     epoch: u64,
     reports: mpsc::Sender<RoundReport>,
 ) -> ServiceEntry {
     let config = service.config.clone();
     let task = tokio::spawn(async move {
         let interval = service.config.check_interval;
-        let start = tokio::time::Instant::now() + schedule::offset(&service.config.name, interval);
+        let start = tokio::time::Instant::now()
+            + schedule::offset(&service.config.name, interval, services);
         let mut ticker = tokio::time::interval_at(start, interval);
         // A round longer than the interval delays the next; rounds never overlap.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

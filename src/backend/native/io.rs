@@ -390,7 +390,162 @@ async fn accept(peer: PeerConfig, ttl: u32) -> std::io::Result<TcpStream> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::net::Ipv4Addr;
+
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::backend::native::packet::{Capability, Incoming, Notification, Open};
+    use crate::backend::native::session::SessionConfig;
+
+    /// The far end of the session, played by the test over real loopback TCP.
+    struct FakePeer {
+        stream: TcpStream,
+        buffer: Vec<u8>,
+    }
+
+    impl FakePeer {
+        async fn next(&mut self) -> Option<Incoming> {
+            loop {
+                if let Ok(Frame::Complete(len)) = packet::frame(&self.buffer) {
+                    let message: Vec<u8> = self.buffer.drain(..len).collect();
+                    return packet::decode(&message, true).ok();
+                }
+                if self.stream.read_buf(&mut self.buffer).await.ok()? == 0 {
+                    return None;
+                }
+            }
+        }
+
+        async fn send(&mut self, message: Message) {
+            self.stream
+                .write_all(&packet::encode(&message))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Starts anycastd's side against a listener and completes the OPEN exchange.
+    async fn established(
+        hold_time: u16,
+        routes: &[&str],
+    ) -> (FakePeer, CancellationToken, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = PeerConfig {
+            name: "fake".into(),
+            remote_address: "127.0.0.1".parse().unwrap(),
+            remote_asn: 65002,
+            enable_multihop: true,
+            multihop_ttl: None,
+            port,
+            local_address: None,
+            password: None,
+            passive: false,
+            hold_time,
+        };
+        let session = Session::new(SessionConfig {
+            local_asn: 65001,
+            remote_asn: 65002,
+            router_id: Ipv4Addr::new(192, 0, 2, 1),
+            hold_time,
+            next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            next_hop6: None,
+            shutdown_reason: "test over".into(),
+        });
+        let routes: BTreeSet<ipnet::IpNet> = routes.iter().map(|r| r.parse().unwrap()).collect();
+        let (_tx, desired) = watch::channel(DesiredRoutes {
+            routes,
+            changed_at: None,
+        });
+        // The sender must outlive the test's session: leak it into the task.
+        let shutdown = CancellationToken::new();
+        let io = PeerIo {
+            peer,
+            ttl: 64,
+            router_id: "192.0.2.1".into(),
+        };
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let _keep = _tx;
+            io.run(session, desired, stop).await;
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut fake = FakePeer {
+            stream,
+            buffer: Vec::new(),
+        };
+        assert!(matches!(fake.next().await, Some(Incoming::Open(_))));
+        fake.send(Message::Open(Open {
+            my_as: 65002,
+            hold_time,
+            router_id: Ipv4Addr::new(192, 0, 2, 2),
+            capabilities: vec![
+                Capability::Multiprotocol { afi: 1, safi: 1 },
+                Capability::FourOctetAs(65002),
+            ],
+        }))
+        .await;
+        assert_eq!(fake.next().await, Some(Incoming::Keepalive));
+        fake.send(Message::Keepalive).await;
+        (fake, shutdown, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_peer_gets_keepalives_then_hold_timer_expired() {
+        let (mut fake, _shutdown, task) = established(3, &["192.0.2.10/32"]).await;
+        let started = Instant::now();
+        let mut keepalives = 0;
+        loop {
+            match fake.next().await {
+                Some(Incoming::Keepalive) => keepalives += 1,
+                Some(Incoming::Notification(n)) => {
+                    assert_eq!((n.code, n.subcode), (4, 0));
+                    break;
+                }
+                Some(Incoming::Update(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Keepalives every second (hold 3 s / 3); the hold timer fires at 3 s.
+        assert_eq!(keepalives, 2);
+        assert_eq!(started.elapsed().as_secs(), 3);
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_withdraws_then_sends_cease() {
+        let (mut fake, shutdown, task) = established(90, &["192.0.2.10/32"]).await;
+        match fake.next().await {
+            Some(Incoming::Update(u)) => {
+                assert_eq!(
+                    u.announced,
+                    vec!["192.0.2.10/32".parse::<ipnet::IpNet>().unwrap()]
+                )
+            }
+            other => panic!("expected the table, got {other:?}"),
+        }
+        assert!(matches!(fake.next().await, Some(Incoming::Update(u)) if u.end_of_rib.is_some()));
+        shutdown.cancel();
+        match fake.next().await {
+            Some(Incoming::Update(u)) => {
+                assert_eq!(
+                    u.withdrawn,
+                    vec!["192.0.2.10/32".parse::<ipnet::IpNet>().unwrap()]
+                )
+            }
+            other => panic!("expected the withdrawal, got {other:?}"),
+        }
+        assert_eq!(
+            fake.next().await,
+            Some(Incoming::Notification(
+                Notification::administrative_shutdown("test over")
+            ))
+        );
+        assert_eq!(fake.next().await, None, "connection closed after the Cease");
+        task.await.unwrap();
+    }
 
     #[test]
     fn ttl_goes_where_each_family_reads_it() {
