@@ -508,8 +508,9 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        // Keepalives every second (hold 3 s / 3); the hold timer fires at 3 s.
-        assert_eq!(keepalives, 2);
+        // Keepalives every second (hold 3 s / 3); the hold timer fires at 3 s,
+        // the same instant as the third keepalive, so that one may go or not.
+        assert!((2..=3).contains(&keepalives), "{keepalives} keepalives");
         assert_eq!(started.elapsed().as_secs(), 3);
         task.abort();
     }
