@@ -59,12 +59,20 @@ fn status_reports_services_checks_and_routes() {
     exabgp.expect_line("announce route 198.51.100.1/32 next-hop self", WAIT);
 
     let mut report = serde_json::Value::Null;
-    wait_until(WAIT, "both services decided in /status", || {
-        report = status(port).unwrap_or_default();
-        report["services"]
-            .as_array()
-            .is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["state"] != "unknown"))
-    });
+    // The backend announces after the engine decides: wait for both.
+    wait_until(
+        WAIT,
+        "both services decided and the route announced in /status",
+        || {
+            report = status(port).unwrap_or_default();
+            report["services"]
+                .as_array()
+                .is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["state"] != "unknown"))
+                && report["routes"]["announced"]["exabgp"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+        },
+    );
     let up = &report["services"][0];
     assert_eq!(up["name"], "up", "{report}");
     assert_eq!(up["state"], "up", "{report}");
