@@ -2,7 +2,7 @@
 //! /etc/hosts or resolv.conf — for the name's A and AAAA records. An error or
 //! an empty answer fails; the engine's timeout bounds the whole attempt.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
@@ -49,14 +49,9 @@ impl DnsLookup {
 
     /// The resolver's address; a name is looked up with the system resolver.
     async fn resolver_address(&self) -> Result<SocketAddr, String> {
-        if let Ok(ip) = self.resolver_host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, self.resolver_port));
-        }
-        tokio::net::lookup_host((self.resolver_host.as_str(), self.resolver_port))
+        super::resolve(&self.resolver_host, self.resolver_port, None)
             .await
-            .map_err(|e| format!("cannot resolve resolver \"{}\": {e}", self.resolver_host))?
-            .next()
-            .ok_or_else(|| format!("resolver \"{}\" has no address", self.resolver_host))
+            .map_err(|e| format!("resolver: {e}"))
     }
 
     fn resolver(&self, server: SocketAddr) -> Result<TokioResolver, String> {

@@ -15,6 +15,7 @@ mod tftp;
 mod tls;
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -107,6 +108,30 @@ pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, Build
         CheckSpec::IcmpPing(spec) => Box::new(icmp::IcmpPing::new(spec, &labels)?),
         CheckSpec::TlsCertificate(spec) => Box::new(tls::TlsCertificate::new(spec, &labels)?),
     })
+}
+
+/// Resolves `host` (an IP literal or a name, through the system resolver)
+/// to one socket address; `ipv4` picks the family when it matters.
+pub(crate) async fn resolve(
+    host: &str,
+    port: u16,
+    ipv4: Option<bool>,
+) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addresses = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve \"{host}\": {e}"))?;
+    addresses
+        .find(|a| ipv4.is_none_or(|v4| a.is_ipv4() == v4))
+        .ok_or_else(|| match ipv4 {
+            None => format!("\"{host}\" has no address"),
+            Some(v4) => format!(
+                "\"{host}\" has no {} address",
+                if v4 { "IPv4" } else { "IPv6" }
+            ),
+        })
 }
 
 /// Joins an error's source chain into one line ("a: b: c"), skipping

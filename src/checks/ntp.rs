@@ -40,23 +40,9 @@ impl Ntpq {
         })
     }
 
+    /// The server's address in `src_addr`'s family.
     async fn server_address(&self) -> Result<SocketAddr, String> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, self.port));
-        }
-        let want_v4 = self.src_addr.is_ipv4();
-        tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("cannot resolve \"{}\": {e}", self.host))?
-            .find(|a| a.is_ipv4() == want_v4)
-            .ok_or_else(|| {
-                format!(
-                    "\"{}\" has no {} address to reach from {}",
-                    self.host,
-                    if want_v4 { "IPv4" } else { "IPv6" },
-                    self.src_addr
-                )
-            })
+        super::resolve(&self.host, self.port, Some(self.src_addr.is_ipv4())).await
     }
 }
 

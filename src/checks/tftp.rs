@@ -4,7 +4,7 @@
 //! The packet codec and the transfer state machine are pure; the attempt
 //! only moves datagrams and retransmits on silence.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -241,14 +241,7 @@ impl TftpRrq {
     }
 
     async fn server(&self) -> Result<SocketAddr, String> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, self.port));
-        }
-        tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("cannot resolve \"{}\": {e}", self.host))?
-            .next()
-            .ok_or_else(|| format!("\"{}\" has no address", self.host))
+        super::resolve(&self.host, self.port, None).await
     }
 
     async fn download(&self) -> Result<Vec<u8>, String> {
