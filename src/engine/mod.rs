@@ -302,3 +302,125 @@ fn publish(
         true
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use super::runner::PreparedCheck;
+    use super::*;
+    use crate::checks::{AttemptFuture, AttemptPolicy, Check};
+    use crate::config::{BackendKind, Format, load_str};
+
+    /// Takes `busy` per attempt; records when each attempt started and how
+    /// many ran at once.
+    struct Slow {
+        busy: Duration,
+        starts: Arc<Mutex<Vec<tokio::time::Instant>>>,
+        running: Arc<Mutex<(u32, u32)>>,
+    }
+
+    impl Check for Slow {
+        fn attempt(&self) -> AttemptFuture<'_> {
+            Box::pin(async move {
+                self.starts
+                    .lock()
+                    .unwrap()
+                    .push(tokio::time::Instant::now());
+                {
+                    let mut r = self.running.lock().unwrap();
+                    r.0 += 1;
+                    r.1 = r.1.max(r.0);
+                }
+                tokio::time::sleep(self.busy).await;
+                self.running.lock().unwrap().0 -= 1;
+                Ok(())
+            })
+        }
+    }
+
+    /// Runs one service with a check taking `busy` at `interval` for `for_`.
+    async fn starts(interval: &str, busy: Duration, for_: Duration) -> (Vec<Duration>, u32) {
+        let text = format!(
+            "announcer: {{routes: [192.0.2.1/32]}}\nservices:\n  - name: s\n    check_interval: {interval}\n    checks: [{{kind: assigned_address, spec: {{ipv4: 127.0.0.1}}}}]\n"
+        );
+        let config = load_str(
+            &text,
+            Format::Yaml,
+            Path::new("t.yaml"),
+            Some(BackendKind::Exabgp),
+        )
+        .unwrap();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let running = Arc::new(Mutex::new((0, 0)));
+        let service = PreparedService {
+            config: Arc::new(config.services[0].clone()),
+            checks: vec![PreparedCheck {
+                name: "slow".into(),
+                group: String::new(),
+                policy: AttemptPolicy {
+                    tries: 1,
+                    interval: Duration::from_millis(10),
+                    timeout: Duration::from_secs(60),
+                },
+                check: Box::new(Slow {
+                    busy,
+                    starts: starts.clone(),
+                    running: running.clone(),
+                }),
+            }],
+        };
+        let (desired, _rx) = watch::channel(DesiredRoutes::empty());
+        let (_commands_tx, commands) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let engine = tokio::spawn(run(
+            config,
+            vec![service],
+            desired,
+            commands,
+            shutdown.clone(),
+            EngineHooks::default(),
+        ));
+        let begin = tokio::time::Instant::now();
+        tokio::time::sleep(for_).await;
+        shutdown.cancel();
+        engine.await.unwrap();
+        let starts = starts.lock().unwrap().iter().map(|s| *s - begin).collect();
+        let most_at_once = running.lock().unwrap().1;
+        (starts, most_at_once)
+    }
+
+    fn gaps(starts: &[Duration]) -> Vec<u128> {
+        starts
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_start_at_once_then_every_interval_start_to_start() {
+        let (starts, _) = starts(
+            "1s",
+            Duration::from_millis(300),
+            Duration::from_millis(3500),
+        )
+        .await;
+        // A lone service starts within its 1 ms startup window...
+        assert!(starts[0] <= Duration::from_millis(1), "{starts:?}");
+        // ...then start to start, not interval plus the 300 ms the check takes.
+        assert_eq!(gaps(&starts), [1000, 1000, 1000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_longer_than_the_interval_delays_the_next_and_never_overlaps() {
+        let (starts, most_at_once) = starts(
+            "1s",
+            Duration::from_millis(1500),
+            Duration::from_millis(4600),
+        )
+        .await;
+        assert_eq!(gaps(&starts), [1500, 1500, 1500]);
+        assert_eq!(most_at_once, 1);
+    }
+}
