@@ -3,6 +3,7 @@
 //! unchanged set gives byte-identical files.
 
 use std::collections::BTreeSet;
+use std::fmt::Write;
 
 use ipnet::IpNet;
 
@@ -60,19 +61,23 @@ fn static_routes<'a>(
     out.push_str(&format!(
         "# Include it inside a `protocol static` with an {channel} channel.\n"
     ));
+    let kind = config.route_kind.as_str();
+    // Written in place: at 10,000 routes a `format!` per line doubled the time.
     for route in routes {
-        out.push_str(&format!("route {route} {};\n", config.route_kind.as_str()));
+        let _ = writeln!(out, "route {route} {kind};");
     }
     out
 }
 
 fn prefix_set<'a>(name: &str, routes: impl Iterator<Item = &'a IpNet>) -> String {
-    let items: Vec<String> = routes.map(|r| format!("    {r}")).collect();
-    if items.is_empty() {
-        format!("define {name} = [];\n")
-    } else {
-        format!("define {name} = [\n{}\n];\n", items.join(",\n"))
+    let mut out = format!("define {name} = [");
+    let mut first = true;
+    for route in routes {
+        let _ = write!(out, "{}\n    {route}", if first { "" } else { "," });
+        first = false;
     }
+    out.push_str(if first { "];\n" } else { "\n];\n" });
+    out
 }
 
 #[cfg(test)]
