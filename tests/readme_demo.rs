@@ -1,0 +1,139 @@
+//! The README's "See it in a router's table" walk-through, step for step,
+//! inside a network namespace of its own (so the address it adds to `lo`
+//! and BIRD's port 179 never touch the host): contrib/demo/bird.conf as the
+//! router, contrib/demo/anycastd.yaml as the daemon.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A network namespace with `lo` up, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("anycastd-demo-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        assert!(
+            Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(argv);
+        c
+    }
+
+    fn run(&self, argv: &[&str]) -> String {
+        let out = self.command(argv).output().expect("ip netns exec");
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Processes inside die with their guards first (declared later).
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn readme_demo_route_follows_the_vip_on_lo() {
+    require(&[("bird", "bird2"), ("birdc", "bird2"), ("ip", "iproute2")]);
+    let dir = scratch();
+    let ns = Netns::new();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let socket = dir.path().join("demo-bird.ctl");
+    let socket = socket.to_str().unwrap();
+    let pid_file = dir.path().join("demo-bird.pid");
+    ns.run(&[
+        "bird",
+        "-c",
+        &format!("{root}/contrib/demo/bird.conf"),
+        "-s",
+        socket,
+        "-P",
+        pid_file.to_str().unwrap(),
+    ]);
+    let bird_pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let _bird = scopeguard(move || {
+        let _ = Command::new("kill").arg(&bird_pid).status();
+    });
+    let routes = || ns.run(&["birdc", "-s", socket, "show", "route"]);
+
+    let log = std::fs::File::create(dir.path().join("anycastd.log")).unwrap();
+    let child = ns
+        .command(&[
+            anycastd_bin().to_str().unwrap(),
+            "-c",
+            &format!("{root}/contrib/demo/anycastd.yaml"),
+            "--log-level",
+            "info",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut anycastd = Daemon {
+        child,
+        name: "anycastd",
+    };
+
+    // No VIP on lo yet: the session comes up, but nothing is announced.
+    wait_until(WAIT, "the BGP session", || {
+        ns.run(&["birdc", "-s", socket, "show", "protocols", "anycastd"])
+            .contains("Established")
+    });
+    assert!(!routes().contains("192.0.2.1/32"));
+    ns.run(&["ip", "addr", "add", "192.0.2.1/32", "dev", "lo"]);
+    wait_until(WAIT, "192.0.2.1/32 in the router's table", || {
+        routes().contains("192.0.2.1/32")
+    });
+    assert!(routes().contains("AS65001i"), "{}", routes());
+    ns.run(&["ip", "addr", "del", "192.0.2.1/32", "dev", "lo"]);
+    wait_until(WAIT, "the route withdrawn", || {
+        !routes().contains("192.0.2.1/32")
+    });
+    ns.run(&["ip", "addr", "add", "192.0.2.1/32", "dev", "lo"]);
+    wait_until(WAIT, "the route back", || routes().contains("192.0.2.1/32"));
+    anycastd.signal("TERM");
+    assert_eq!(anycastd.wait_exit(WAIT), Some(0));
+    wait_until(WAIT, "the route withdrawn at shutdown", || {
+        !routes().contains("192.0.2.1/32")
+    });
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
