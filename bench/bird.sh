@@ -29,6 +29,8 @@ export PYTHONDONTWRITEBYTECODE=1
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$bench_dir")
 cd "$root"
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 
 read -r -a sizes <<<"${BENCH_BIRD_SIZES:-1 100 10000}"
 read -r -a formats <<<"${BENCH_BIRD_FORMATS:-static prefix_set}"
@@ -59,20 +61,9 @@ mkdir -p "$work"
 include_dir=""
 pids=()
 cleanup() {
-    local pid waited pidfile
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    # The driver stops anycastd (which withdraws on SIGTERM) and both BIRDs;
-    # give everything 30 s, then SIGKILL what is left.
-    for pid in "${pids[@]}"; do
-        for ((waited = 0; waited < 300; waited++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    local pid pidfile
+    # The driver stops anycastd (which withdraws on SIGTERM) and both BIRDs.
+    stop_pids 300
     # Belt and braces: the driver's BIRDs die with it (PR_SET_PDEATHSIG), but
     # stop any that a pid file of this run still names.
     while IFS= read -r -d '' pidfile; do
@@ -91,10 +82,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    echo "== building (release)"
-    cargo build --release --quiet --bin anycastd --example bench-http-server
-fi
+build_release
 # Copies: a rebuild of target/ during the run must not swap the binary
 # being measured.
 cp "$root/target/release/anycastd" "$root/target/release/examples/bench-http-server" "$work/"
@@ -109,18 +97,7 @@ if [[ -n ${BENCH_BIRD_INCLUDE_DIR:-} ]]; then
 fi
 
 echo "== starting the bench HTTP server"
-"$server_bin" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-pids+=("$server_pid")
-server=""
-for ((i = 0; i < 50; i++)); do
-    server=$(sed -n 's/^listening on //p' "$work/server.out")
-    [[ -n $server ]] && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "bird.sh: the server died; see $work/server.err" >&2; exit 1; }
-    sleep 0.1
-done
-[[ -n $server ]] || { echo "bird.sh: the server did not start within 5 s" >&2; exit 1; }
-echo "   listening on $server"
+start_server "$server_bin" --dump-file "$work/server.dump"
 
 echo "== bird backend: sizes ${sizes[*]}, formats ${formats[*]}, $flaps flaps ($flaps_big from $big), flip test $services services"
 started=$SECONDS

@@ -26,6 +26,8 @@ export PYTHONDONTWRITEBYTECODE=1
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$bench_dir")
 cd "$root"
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 
 read -r -a sizes <<<"${BENCH_NATIVE_SIZES:-1 1000 100000}"
 read -r -a senders <<<"${BENCH_NATIVE_SENDERS:-anycastd bird bird-idle}"
@@ -55,48 +57,22 @@ mkdir -p "$work"
 
 pids=()
 cleanup() {
-    local pid waited
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
     # The driver stops anycastd (which withdraws on SIGTERM) and the BIRDs;
-    # give everything 30 s, then SIGKILL what is left. BIRD and anycastd are
-    # the driver's children with PR_SET_PDEATHSIG, so they go with it.
-    for pid in "${pids[@]}"; do
-        for ((waited = 0; waited < 300; waited++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    # BIRD and anycastd are its children with PR_SET_PDEATHSIG.
+    stop_pids 300
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    echo "== building (release)"
-    cargo build --release --quiet --bin anycastd --example bench-http-server
-fi
+build_release
 anycastd="$root/target/release/anycastd"
 server_bin="$root/target/release/examples/bench-http-server"
 
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 
 echo "== starting the bench HTTP server"
-"$server_bin" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-pids+=("$server_pid")
-server=""
-for ((i = 0; i < 50; i++)); do
-    server=$(sed -n 's/^listening on //p' "$work/server.out")
-    [[ -n $server ]] && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "native.sh: the server died; see $work/server.err" >&2; exit 1; }
-    sleep 0.1
-done
-[[ -n $server ]] || { echo "native.sh: the server did not start within 5 s" >&2; exit 1; }
-echo "   listening on $server"
+start_server "$server_bin"
 
 # In the background and waited for, so a signal reaches the trap at once.
 run_driver() {

@@ -15,6 +15,8 @@ set -euo pipefail
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$bench_dir")
 cd "$root"
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 
 duration=${BENCH_DURATION:-60}
 services=${BENCH_SERVICES:-1000}
@@ -30,46 +32,19 @@ mkdir -p "$work"
 
 pids=()
 cleanup() {
-    local pid waited
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    # The driver needs a moment to stop anycastd (it withdraws on SIGTERM);
-    # give everything 20 s, then SIGKILL what is left.
-    for pid in "${pids[@]}"; do
-        for ((waited = 0; waited < 200; waited++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    # The driver needs a moment to stop anycastd (it withdraws on SIGTERM).
+    stop_pids 200
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    echo "== building (release)"
-    cargo build --release --quiet --bin anycastd --example bench-http-server
-fi
+build_release
 anycastd="$root/target/release/anycastd"
 server_bin="$root/target/release/examples/bench-http-server"
 
 echo "== starting the bench HTTP server"
-"$server_bin" --listen 127.0.0.1:0 --dump-file "$work/server.dump" \
-    >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-pids+=("$server_pid")
-server=""
-for ((i = 0; i < 50; i++)); do
-    server=$(sed -n 's/^listening on //p' "$work/server.out")
-    [[ -n $server ]] && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "run.sh: the server died; see $work/server.err" >&2; exit 1; }
-    sleep 0.1
-done
-[[ -n $server ]] || { echo "run.sh: the server did not start within 5 s" >&2; exit 1; }
-echo "   listening on $server"
+start_server "$server_bin" --dump-file "$work/server.dump"
 
 # The driver runs in the background and is waited for, so a signal to this
 # script is handled at once rather than after the driver finishes.

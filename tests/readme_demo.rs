@@ -73,10 +73,15 @@ fn readme_demo_route_follows_the_vip_on_lo() {
         "-P",
         pid_file.to_str().unwrap(),
     ]);
-    let bird_pid = std::fs::read_to_string(&pid_file)
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    // BIRD daemonises; its pid file may come a moment after `bird` returns.
+    let mut bird_pid = String::new();
+    wait_until(WAIT, "BIRD's pid file", || {
+        bird_pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        !bird_pid.is_empty()
+    });
     let _bird = scopeguard(move || {
         let _ = Command::new("kill").arg(&bird_pid).status();
     });
