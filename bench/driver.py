@@ -16,12 +16,14 @@ Only the standard library is used. Everything talks to 127.0.0.1.
 
 import argparse
 import ctypes
+import datetime
 import json
 import os
 import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -57,6 +59,59 @@ def percentile(sorted_values, p):
         return float("nan")
     rank = max(1, -(-len(sorted_values) * p // 100))  # ceil without floats
     return sorted_values[int(rank) - 1]
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def wall_us():
+    return time.time_ns() // 1000
+
+
+def to_us(text, fmt):
+    """Microseconds since the epoch of a UTC timestamp string."""
+    dt = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
+    return (dt - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def prefixes(n, second_octet=0):
+    """n distinct /32s: 10.S.x.y/32 (S + 1 when n > 65535, never needed here)."""
+    return [f"10.{second_octet + (i >> 16)}.{(i >> 8) & 255}.{i & 255}/32" for i in range(1, n + 1)]
+
+
+def stats(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
+        "max": values[-1],
+        "min": values[0],
+        "mean": statistics.fmean(values),
+    }
+
+
+class Tail:
+    """New complete lines of a growing file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.pos = 0
+        self.partial = b""
+
+    def lines(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.pos += len(data)
+        data = self.partial + data
+        *complete, self.partial = data.split(b"\n")
+        return [line.decode(errors="replace") for line in complete]
 
 
 def parse_duration(text):

@@ -21,7 +21,6 @@ child (BIRD, anycastd) is started with PR_SET_PDEATHSIG and stopped in a
 """
 
 import argparse
-import datetime
 import json
 import os
 import random
@@ -33,62 +32,21 @@ import subprocess
 import sys
 import time
 
-from driver import die_with_parent, free_port, http_get, install_signal_exit, percentile
+from driver import (
+    Tail,
+    die_with_parent,
+    free_port,
+    http_get,
+    install_signal_exit,
+    prefixes,
+    stats,
+    to_us,
+    wall_us,
+)
 
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 LOCAL_ASN = 65001  # the sender: anycastd or S
 REMOTE_ASN = 65002  # R
 FLAP_PREFIX = "10.255.0.1/32"
-
-
-def wall_us():
-    return time.time_ns() // 1000
-
-
-def to_us(text, fmt):
-    """Microseconds since the epoch of a UTC timestamp string."""
-    dt = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
-    return (dt - EPOCH) // datetime.timedelta(microseconds=1)
-
-
-def prefixes(n):
-    """n distinct /32s 10.a.b.c/32, counting up from 10.0.0.1."""
-    return [f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}/32" for i in range(1, n + 1)]
-
-
-def stats(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    return {
-        "n": len(values),
-        "min": values[0],
-        "p50": percentile(values, 50),
-        "p99": percentile(values, 99),
-        "max": values[-1],
-        "mean": statistics.fmean(values),
-    }
-
-
-class Tail:
-    """New complete lines of a growing file."""
-
-    def __init__(self, path):
-        self.path = path
-        self.pos = 0
-        self.partial = b""
-
-    def lines(self):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.pos)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.pos += len(data)
-        data = self.partial + data
-        *complete, self.partial = data.split(b"\n")
-        return [line.decode(errors="replace") for line in complete]
 
 
 # BIRD: `2026-01-02 03:04:05.123456 <TRACE> r.ipv4 > removed [sole] 10.0.0.1/32 ...`
