@@ -104,9 +104,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// Loads the config and builds every check; any problem is a config failure.
 fn load(cli: &Cli) -> Result<(Config, Vec<PreparedService>), Failure> {
     let config = config::load(&cli.config, cli.backend.map(Into::into)).map_err(config_failure)?;
-    for warning in &config.warnings {
-        tracing::warn!("{}: {warning}", config.source.display());
-    }
     let prepared = engine::prepare(&config.services).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
@@ -115,6 +112,13 @@ fn load(cli: &Cli) -> Result<(Config, Vec<PreparedService>), Failure> {
         config_failure(anyhow::anyhow!(lines.join("\n")))
     })?;
     Ok((config, prepared))
+}
+
+/// For `run` and `check` (and reloads): config warnings go to the log.
+fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{}: {warning}", config.source.display());
+    }
 }
 
 fn validate(cli: &Cli) -> Result<u8, Failure> {
@@ -128,7 +132,8 @@ fn validate(cli: &Cli) -> Result<u8, Failure> {
 }
 
 async fn check(cli: &Cli) -> Result<u8, Failure> {
-    let (_config, prepared) = load(cli)?;
+    let (config, prepared) = load(cli)?;
+    log_warnings(&config);
     let rounds = futures_util::future::join_all(prepared.iter().map(engine::run_round)).await;
     let mut rows = vec![vec![
         "SERVICE".to_string(),
@@ -236,6 +241,7 @@ async fn bird_flush(cli: &Cli) -> Result<u8, Failure> {
 
 async fn run(cli: &Cli) -> Result<u8, Failure> {
     let (config, prepared) = load(cli)?;
+    log_warnings(&config);
     let backend = backend::build(&config).map_err(config_failure)?;
     let runtime_failure = |error: anyhow::Error| Failure {
         code: EXIT_DOWN_OR_PEER_GONE,
@@ -395,7 +401,18 @@ async fn reload(cli: &Cli, running: &Config, commands: &mpsc::Sender<EngineComma
     tracing::info!(file = %cli.config.display(), "SIGHUP: reloading configuration");
     match load(cli) {
         Ok((config, prepared)) => {
-            if config.backend != running.backend || config.exabgp != running.exabgp {
+            log_warnings(&config);
+            let backend_settings = |c: &Config| {
+                (
+                    c.backend,
+                    c.exabgp.clone(),
+                    c.bird.clone(),
+                    c.native.clone(),
+                    c.peers.clone(),
+                    (c.router_id, c.local_address, c.local_asn),
+                )
+            };
+            if backend_settings(&config) != backend_settings(running) {
                 tracing::warn!(
                     "backend settings changed; they take effect at the next restart (services and routes are applied now)"
                 );

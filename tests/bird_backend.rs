@@ -177,7 +177,18 @@ services:
     }
 
     fn anycastd(&self, interval: &str) -> Daemon {
+        self.anycastd_with(interval, "")
+    }
+
+    /// Like [`Lab::anycastd`], with `bird_extra` added to `announcer.bird`
+    /// (e.g. `, route_kind: unreachable`).
+    fn anycastd_with(&self, interval: &str, bird_extra: &str) -> Daemon {
         let config = self.anycastd_config(interval);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "reconfigure_timeout: 5s",
+            &format!("reconfigure_timeout: 5s{bird_extra}"),
+        );
+        std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(self.dir.path().join("anycastd.log")).unwrap();
         let child = Command::new(anycastd_bin())
             .arg("-c")
@@ -361,28 +372,27 @@ fn bird_flush_empties_the_file_and_reconfigures() {
 #[test]
 fn reload_command_replaces_the_socket_client() {
     let lab = Lab::new(28, Format::Static, true);
-    let config = lab.anycastd_config("200ms");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "reconfigure_timeout: 5s",
+    let _anycastd = lab.anycastd_with(
+        "200ms",
         &format!(
-            "reconfigure_timeout: 5s, reload_command: [birdc, -s, \"{}\", configure]",
+            ", reload_command: [birdc, -s, \"{}\", configure]",
             lab.socket().display()
         ),
     );
-    std::fs::write(&config, text).unwrap();
-    let log = std::fs::File::create(lab.dir.path().join("anycastd.log")).unwrap();
-    let _anycastd = Daemon {
-        child: Command::new(anycastd_bin())
-            .arg("-c")
-            .arg(&config)
-            .args(["--log-level", "debug"])
-            .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-        name: "anycastd",
-    };
     lab.wait_peer((true, true), "routes at the peer via birdc");
     lab.http.set_healthy(false);
     lab.wait_peer((false, false), "withdrawn via birdc");
+}
+
+#[test]
+fn route_kind_sets_the_static_routes_destination() {
+    let lab = Lab::new(29, Format::Static, true);
+    let _anycastd = lab.anycastd_with("200ms", ", route_kind: prohibit");
+    lab.wait_peer((true, true), "routes at the peer");
+    let table = lab.a.as_ref().unwrap().birdc("show route");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&lab.v4))
+        .unwrap_or_default();
+    assert!(line.contains("prohibited"), "{table}");
 }

@@ -147,3 +147,29 @@ fn backend_flag_decides_which_keys_are_required() {
         "{err}"
     );
 }
+
+#[test]
+fn json_log_format_writes_one_object_per_line_on_stderr() {
+    let dir = scratch();
+    let file = dir.path().join("c.yaml");
+    // A route with host bits set loads with a warning, which `check` logs.
+    std::fs::write(&file, LOOPBACK.replace("192.0.2.1/32", "192.0.2.1/24")).unwrap();
+    let (code, out, err) = anycastd(&[
+        "-c",
+        file.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "check",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("host bits"))
+        .unwrap_or_else(|| panic!("no host-bits warning in {err}"));
+    let object: serde_json::Value = serde_json::from_str(warning).expect("a JSON log line");
+    assert_eq!(object["level"], "WARN", "{object}");
+    assert!(
+        out.starts_with("SERVICE"),
+        "the table stays on stdout: {out}"
+    );
+}

@@ -40,6 +40,16 @@ impl FakeExabgp {
         assert_eq!(got.as_deref(), Some(line));
     }
 
+    /// The withdrawal of every configured route that starts each run, acked.
+    async fn startup_withdrawals(&mut self) {
+        self.expect("withdraw route 192.0.2.1/32 next-hop self")
+            .await;
+        self.expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+            .await;
+        self.ack("done").await;
+        self.ack("done").await;
+    }
+
     async fn ack(&mut self, word: &str) {
         self.acks
             .write_all(format!("{word}\n").as_bytes())
@@ -81,14 +91,7 @@ async fn withdraws_at_start_announces_on_change_withdraws_at_shutdown() {
     let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let shutdown = CancellationToken::new();
     let (mut exabgp, task) = start(rx, shutdown.clone());
-    exabgp
-        .expect("withdraw route 192.0.2.1/32 next-hop self")
-        .await;
-    exabgp
-        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
-        .await;
-    exabgp.ack("done").await;
-    exabgp.ack("done").await;
+    exabgp.startup_withdrawals().await;
 
     tx.send(routes(&["192.0.2.1/32", "2001:db8::1/128"]))
         .unwrap();
@@ -134,14 +137,7 @@ async fn eof_on_stdin_means_exabgp_is_gone() {
 async fn refused_announce_is_retried_after_backoff() {
     let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let (mut exabgp, _task) = start(rx, CancellationToken::new());
-    exabgp
-        .expect("withdraw route 192.0.2.1/32 next-hop self")
-        .await;
-    exabgp
-        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
-        .await;
-    exabgp.ack("done").await;
-    exabgp.ack("done").await;
+    exabgp.startup_withdrawals().await;
     tx.send(routes(&["192.0.2.1/32"])).unwrap();
     exabgp
         .expect("announce route 192.0.2.1/32 next-hop self")
