@@ -17,11 +17,19 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
-    command -v exabgp >/dev/null || python3 -m pip install -q "${pip_packages[@]}"
+    if ! command -v exabgp >/dev/null; then
+        python3 -m pip --version >/dev/null 2>&1 ||
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
+        # Debian's own python3 refuses pip installs (PEP 668); a pyenv or
+        # venv python3 takes them as they are.
+        python3 -m pip install -q "${pip_packages[@]}" ||
+            python3 -m pip install -q --break-system-packages "${pip_packages[@]}"
+    fi
     # pyenv installs console scripts behind shims that need a rehash.
     command -v pyenv >/dev/null && pyenv rehash || true
 fi
-for tool in bird birdc exabgp gobgpd vtysh dnsmasq in.tftpd chronyd promtool systemd-analyze mandoc; do
+for tool in bird birdc exabgp gobgpd gobgp /usr/lib/frr/bgpd vtysh dnsmasq in.tftpd chronyd promtool \
+    systemd-analyze mandoc groff ip ss sysctl setpriv; do
     command -v "$tool" >/dev/null || {
         echo "missing $tool: install ${apt_packages[*]} (apt) and ${pip_packages[*]} (pip), as root" >&2
         exit 1

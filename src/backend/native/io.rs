@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,7 @@ pub fn ttl_for(peer: &PeerConfig, local_asn: u32) -> u32 {
 /// limit on IPv6 ones. (Linux accepts IP_TTL on an IPv6 socket too, but it
 /// only applies to IPv4-mapped traffic: an IPv6 session kept hop limit 64
 /// whatever the TTL was meant to be.)
-fn set_ttl(socket: socket2::SockRef<'_>, ttl: u32, ipv6: bool) -> std::io::Result<()> {
+pub(super) fn set_ttl(socket: socket2::SockRef<'_>, ttl: u32, ipv6: bool) -> std::io::Result<()> {
     if ipv6 {
         socket.set_unicast_hops_v6(ttl)
     } else {
@@ -55,6 +55,8 @@ pub struct PeerIo {
     pub ttl: u32,
     /// Metric labels.
     pub router_id: String,
+    /// For a passive peer: where the shared listener hands its connections.
+    pub accepted: Option<std::sync::Arc<super::listener::Accepted>>,
 }
 
 type Connecting =
@@ -68,8 +70,9 @@ impl PeerIo {
     fn connect(&self) -> Connecting {
         let peer = self.peer.clone();
         let ttl = self.ttl;
-        if peer.passive {
-            return Box::pin(accept(peer, ttl));
+        if let Some(accepted) = &self.accepted {
+            let accepted = accepted.clone();
+            return Box::pin(async move { Ok(accepted.next().await) });
         }
         Box::pin(async move {
             let remote = SocketAddr::new(peer.remote_address, peer.port);
@@ -355,39 +358,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Passive mode: wait for the peer to connect to us, refusing anyone else.
-async fn accept(peer: PeerConfig, ttl: u32) -> std::io::Result<TcpStream> {
-    let bind = SocketAddr::new(
-        peer.local_address
-            .unwrap_or(if peer.remote_address.is_ipv4() {
-                IpAddr::from([0, 0, 0, 0])
-            } else {
-                IpAddr::from([0u16; 8])
-            }),
-        peer.port,
-    );
-    let socket = if bind.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    if let Some(password) = &peer.password {
-        set_tcp_md5(&socket, peer.remote_address, password.as_bytes())?;
-    }
-    socket.bind(bind)?;
-    let listener: TcpListener = socket.listen(4)?;
-    loop {
-        let (stream, from) = listener.accept().await?;
-        if from.ip() == peer.remote_address {
-            let _ = set_ttl(socket2::SockRef::from(&stream), ttl, from.is_ipv6());
-            stream.set_nodelay(true)?;
-            return Ok(stream);
-        }
-        tracing::warn!(from = %from, expected = %peer.remote_address, "refused a BGP connection from an unknown address");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -465,6 +435,7 @@ mod tests {
             peer,
             ttl: 64,
             router_id: "192.0.2.1".into(),
+            accepted: None,
         };
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {

@@ -16,6 +16,7 @@
 //! 6608 (FSM error subcodes).
 
 pub mod io;
+mod listener;
 pub mod packet;
 pub mod session;
 mod sockopt;
@@ -36,6 +37,8 @@ const NAME: &str = "native";
 
 pub struct NativeBackend {
     peers: Vec<(io::PeerIo, Session)>,
+    /// One per local address and port that passive peers accept on.
+    listeners: Vec<listener::PassiveListener>,
 }
 
 impl NativeBackend {
@@ -48,6 +51,7 @@ impl NativeBackend {
             ));
         };
         let next_hop = config.local_address.and_then(packet::ipv4_of);
+        let mut listeners: Vec<listener::PassiveListener> = Vec::new();
         let peers = config
             .peers
             .iter()
@@ -74,15 +78,28 @@ impl NativeBackend {
                     }),
                     shutdown_reason: config.native.shutdown_message.clone(),
                 });
+                let ttl = io::ttl_for(peer, local_asn);
+                let accepted = peer.passive.then(|| {
+                    let bind = listener::bind_address(peer);
+                    let at = match listeners.iter().position(|l| l.bind() == bind) {
+                        Some(at) => at,
+                        None => {
+                            listeners.push(listener::PassiveListener::new(bind));
+                            listeners.len() - 1
+                        }
+                    };
+                    listeners[at].expect(peer, ttl)
+                });
                 let io = io::PeerIo {
-                    ttl: io::ttl_for(peer, local_asn),
+                    ttl,
                     peer: peer.clone(),
                     router_id: router_id.to_string(),
+                    accepted,
                 };
                 (io, session)
             })
             .collect();
-        Ok(NativeBackend { peers })
+        Ok(NativeBackend { peers, listeners })
     }
 }
 
@@ -97,8 +114,11 @@ impl Backend for NativeBackend {
         shutdown: CancellationToken,
     ) -> BackendFuture {
         Box::pin(async move {
-            metrics::backend_errors_zero(NAME, &["session"]);
+            metrics::backend_errors_zero(NAME, &["session", "listen"]);
             let mut tasks = JoinSet::new();
+            for listener in self.listeners {
+                tasks.spawn(listener.run(shutdown.clone()));
+            }
             for (io, session) in self.peers {
                 tasks.spawn(io.run(session, desired.clone(), shutdown.clone()));
             }
