@@ -164,12 +164,14 @@ services:
     checks:
       - kind: http_2xx
         spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
+metrics: {{enabled: true, address: "{metrics}"}}
 "#,
                 v4 = self.v4,
                 v6 = self.v6,
                 file = self.a_dir().join("anycastd.conf").display(),
                 socket = self.socket().display(),
                 url = self.http.url("/"),
+                metrics = self.metrics_address(),
             ),
         )
         .unwrap();
@@ -205,6 +207,45 @@ services:
         }
     }
 
+    /// anycastd's metrics listener: this lab's own address, a port no
+    /// other lab uses.
+    fn metrics_address(&self) -> String {
+        format!("127.0.{}.1:{}", self.n, 19000 + u16::from(self.n))
+    }
+
+    fn scrape(&self) -> String {
+        http_get(&self.metrics_address(), "/metrics").unwrap_or_else(|| {
+            panic!(
+                "GET /metrics on {} failed\n{}",
+                self.metrics_address(),
+                self.log()
+            )
+        })
+    }
+
+    /// One sample of anycastd's metrics (`None` while not exported).
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_sample(&self.scrape(), name, labels)
+    }
+
+    /// Waits until BIRD has accepted a configuration announcing `count`
+    /// routes: the reconfigure metrics of that request are then recorded.
+    fn wait_announced(&self, count: usize) {
+        wait_until(
+            WAIT,
+            &format!("anycastd_routes_announced{{backend=\"bird\"}} == {count}"),
+            || {
+                self.metric("anycastd_routes_announced", &[("backend", "bird")])
+                    == Some(count as f64)
+            },
+        );
+    }
+
+    fn reconfigures(&self, result: &str) -> f64 {
+        self.metric("anycastd_bird_reconfigures_total", &[("result", result)])
+            .unwrap_or(0.0)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("anycastd.log")).unwrap_or_default()
     }
@@ -218,12 +259,64 @@ services:
     }
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 fn follows_health(n: u8, format: Format) {
     let lab = Lab::new(n, format, true);
     let _anycastd = lab.anycastd("200ms");
     lab.wait_peer((true, true), "routes at the peer while healthy");
+    lab.wait_announced(2);
+    let metrics = lab.scrape();
+    let accepted = lab.reconfigures("ok");
+    assert!(accepted >= 1.0, "a reconfigure was accepted:\n{metrics}");
+    let last = metric_sample(
+        &metrics,
+        "anycastd_bird_last_success_timestamp_seconds",
+        &[],
+    );
+    assert!(
+        last.is_some_and(|t| t > 0.0 && (unix_now() - t).abs() < 60.0),
+        "the last success is a recent Unix time: {last:?}\n{metrics}"
+    );
+    let timed = metric_sample(
+        &metrics,
+        "anycastd_bird_reconfigure_duration_seconds_count",
+        &[],
+    );
+    assert!(
+        timed.is_some_and(|c| c >= accepted),
+        "every reconfigure is timed: {timed:?}\n{metrics}"
+    );
+    for kind in ["refused", "timeout", "unreachable", "write"] {
+        assert_eq!(
+            metric_sample(
+                &metrics,
+                "anycastd_backend_errors_total",
+                &[("backend", "bird"), ("kind", kind)]
+            ),
+            Some(0.0),
+            "no {kind} error, and the counter is exported at zero:\n{metrics}"
+        );
+    }
+    assert_eq!(lab.reconfigures("error"), 0.0, "{metrics}");
     lab.http.set_healthy(false);
     lab.wait_peer((false, false), "routes gone while unhealthy");
+    lab.wait_announced(0);
+    assert!(
+        lab.reconfigures("ok") > accepted,
+        "the withdrawal is an accepted reconfigure:\n{}",
+        lab.scrape()
+    );
+    assert!(
+        lab.metric("anycastd_bird_last_success_timestamp_seconds", &[])
+            .is_some_and(|t| t >= last.unwrap_or_default()),
+        "the last success moves forward"
+    );
     assert!(lab.b.established("a"), "the session stays up");
     lab.http.set_healthy(true);
     lab.wait_peer((true, true), "routes back after recovery");
@@ -273,6 +366,10 @@ fn refused_configure_restores_the_file_and_keeps_running() {
     let lab = Lab::new(24, Format::Static, true);
     let mut anycastd = lab.anycastd("200ms");
     lab.wait_peer((true, true), "routes at the peer");
+    lab.wait_announced(2);
+    let accepted = lab.reconfigures("ok");
+    let last_success = lab.metric("anycastd_bird_last_success_timestamp_seconds", &[]);
+    assert!(last_success.is_some(), "{}", lab.scrape());
     let include = lab.a_dir().join("anycastd.conf");
     let good = std::fs::read_to_string(&include).unwrap();
     // Break BIRD's main config elsewhere: every `configure` now fails.
@@ -302,9 +399,56 @@ fn refused_configure_restores_the_file_and_keeps_running() {
         None,
         "anycastd keeps running"
     );
+    let metrics = lab.scrape();
+    assert!(
+        lab.reconfigures("error") >= 1.0,
+        "the refusal is a failed reconfigure:\n{metrics}"
+    );
+    let refused = metric_sample(
+        &metrics,
+        "anycastd_backend_errors_total",
+        &[("backend", "bird"), ("kind", "refused")],
+    );
+    assert!(
+        refused.is_some_and(|n| n >= 1.0),
+        "the refusal is counted as such: {refused:?}\n{metrics}"
+    );
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "anycastd_bird_reconfigures_total",
+            &[("result", "ok")]
+        ),
+        Some(accepted),
+        "nothing was accepted meanwhile:\n{metrics}"
+    );
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "anycastd_bird_last_success_timestamp_seconds",
+            &[]
+        ),
+        last_success,
+        "a refusal is no success:\n{metrics}"
+    );
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "anycastd_routes_announced",
+            &[("backend", "bird")]
+        ),
+        Some(2.0),
+        "BIRD still announces the old routes:\n{metrics}"
+    );
     // Fixed: the retry goes through and the route leaves.
     std::fs::write(&main, original).unwrap();
     lab.wait_peer((false, false), "withdrawal once BIRD accepts again");
+    lab.wait_announced(0);
+    assert!(
+        lab.reconfigures("ok") > accepted,
+        "the retry is an accepted reconfigure:\n{}",
+        lab.scrape()
+    );
 }
 
 #[test]

@@ -97,6 +97,8 @@ fn dns_lookup_against_dnsmasq() {
         check("nxdomain", "missing.test", port),
         check("empty", "empty.test", port),
         check("down", "name.test", down),
+        // In /etc/hosts, unknown to dnsmasq (--no-hosts, no upstream).
+        check("hosts_file", "localhost", port),
     ]
     .concat();
     let started = std::time::Instant::now();
@@ -114,6 +116,22 @@ fn dns_lookup_against_dnsmasq() {
     assert_row(&rows, &text, "nxdomain", "fail", "NXDOMAIN");
     assert_row(&rows, &text, "empty", "fail", "no A or AAAA records");
     assert_row(&rows, &text, "down", "fail", "2 tries 100ms apart failed");
+    // The system resolver answers for localhost (from /etc/hosts), so only a
+    // check that asks the configured server alone can fail here.
+    use std::net::ToSocketAddrs;
+    assert!(
+        ("localhost", 0)
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.next().is_some()),
+        "this machine does not resolve localhost"
+    );
+    assert_row(
+        &rows,
+        &text,
+        "hosts_file",
+        "fail",
+        "localhost via 127.0.0.1",
+    );
     // two 1 s tries and a pause, run concurrently with the rest: bounded.
     assert!(
         started.elapsed() < Duration::from_secs(5),

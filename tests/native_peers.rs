@@ -820,6 +820,11 @@ router bgp {peer_as}
                 local_address = router_id.clone();
             }
         }
+        // Scraped from the test process: only where anycastd shares its network.
+        let metrics = self
+            .metrics_address()
+            .map(|a| format!("metrics: {{enabled: true, address: \"{a}\"}}\n"))
+            .unwrap_or_default();
         let config = format!(
             r#"
 announcer:
@@ -836,7 +841,7 @@ services:
     checks:
       - kind: http_2xx
         spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
-"#,
+{metrics}"#,
             local_as = LOCAL_AS,
             n = s.n,
             url = self.http.url("/health"),
@@ -888,6 +893,110 @@ services:
         };
         c.args(&command[1..]);
         output_within(c, Duration::from_secs(5)).1
+    }
+
+    /// anycastd's metrics listener (this test's own loopback address, a
+    /// port no other test uses); none when anycastd runs in a namespace.
+    fn metrics_address(&self) -> Option<String> {
+        self.nets.is_none().then(|| {
+            format!(
+                "127.0.{}.1:{}",
+                self.setup.n,
+                19000 + u16::from(self.setup.n)
+            )
+        })
+    }
+
+    fn scrape(&self, path: &str) -> String {
+        let address = self
+            .metrics_address()
+            .expect("metrics are served only outside namespaces");
+        http_get(&address, path).unwrap_or_else(|| {
+            panic!(
+                "GET {path} on {address} failed\n{}",
+                tail(&self.path("anycastd.log"), 40)
+            )
+        })
+    }
+
+    /// One sample of this peer's `anycastd_bgp_*` metric (labels `peer` and
+    /// `router_id` added), or `None` while it is not exported.
+    fn bgp_metric(&self, metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut all = vec![
+            ("peer", self.remote.as_str()),
+            ("router_id", self.local.as_str()),
+        ];
+        all.extend_from_slice(labels);
+        metric_sample(metrics, name, &all)
+    }
+
+    fn bgp_messages(&self, metrics: &str, direction: &str, kind: &str) -> f64 {
+        self.bgp_metric(
+            metrics,
+            "anycastd_bgp_messages_total",
+            &[("direction", direction), ("type", kind)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    /// The routes this peer's session announces, from `/status`.
+    fn announced_in_status(&self) -> Option<Vec<String>> {
+        let status: serde_json::Value = serde_json::from_str(&self.scrape("/status")).ok()?;
+        let key = format!("native {:?}", self.setup.kind).to_lowercase();
+        status["routes"]["announced"][key.as_str()]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect()
+            })
+    }
+
+    /// With the session up and the routes at the peer, anycastd's metrics
+    /// say so: Established, every route announced, the messages that made
+    /// it (the peer's ROUTE-REFRESH of [`Lab::exchange_is_clean`] included),
+    /// and `flaps` times the session went down.
+    fn assert_bgp_metrics(&self, flaps: f64) {
+        let routes = if self.setup.v6 { 2.0 } else { 1.0 };
+        self.wait(
+            "anycastd_bgp_prefixes_announced to count every route",
+            |lab| {
+                lab.bgp_metric(
+                    &lab.scrape("/metrics"),
+                    "anycastd_bgp_prefixes_announced",
+                    &[],
+                ) == Some(routes)
+            },
+        );
+        let metrics = self.scrape("/metrics");
+        assert_eq!(
+            self.bgp_metric(&metrics, "anycastd_bgp_session_state", &[]),
+            Some(6.0),
+            "Established is 6:\n{metrics}"
+        );
+        let uptime = self.bgp_metric(&metrics, "anycastd_bgp_session_uptime_seconds", &[]);
+        assert!(
+            uptime.is_some_and(|s| s > 0.0),
+            "the session has been up a while: {uptime:?}\n{metrics}"
+        );
+        for (direction, kind) in [
+            ("sent", "open"),
+            ("sent", "update"),
+            ("sent", "keepalive"),
+            ("received", "open"),
+            ("received", "update"),
+            ("received", "keepalive"),
+            ("received", "route_refresh"),
+        ] {
+            assert!(
+                self.bgp_messages(&metrics, direction, kind) >= 1.0,
+                "{direction} {kind} messages counted:\n{metrics}"
+            );
+        }
+        let flapped = self
+            .bgp_metric(&metrics, "anycastd_bgp_session_flaps_total", &[])
+            .unwrap_or(0.0);
+        assert_eq!(flapped, flaps, "session flaps:\n{metrics}");
     }
 
     fn anycastd_log(&self) -> String {
@@ -961,6 +1070,19 @@ fn bird_ebgp_follows_health_and_sigterm_sends_cease() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
+    lab.assert_bgp_metrics(0.0);
+    let mut want = vec![lab.v4.clone(), lab.v6.clone()];
+    let mut announced = lab.announced_in_status();
+    if let Some(a) = announced.as_mut() {
+        a.sort();
+    }
+    want.sort();
+    assert_eq!(
+        announced,
+        Some(want),
+        "/status: what the session announces\n{}",
+        lab.scrape("/status")
+    );
     let rib = lab.rib(false);
     for attribute in ["BGP.as_path: 65001\n", "BGP.next_hop: 127.0.50.1\n"] {
         assert!(rib.contains(attribute), "eBGP: {attribute:?} in {rib}");
@@ -983,6 +1105,7 @@ fn bird_ibgp_with_md5_follows_health() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
+    lab.assert_bgp_metrics(0.0);
     let rib = lab.rib(false);
     for attribute in ["BGP.as_path: \n", "BGP.local_pref: 100\n"] {
         assert!(rib.contains(attribute), "iBGP: {attribute:?} in {rib}");
@@ -1003,13 +1126,41 @@ fn bird_ebgp_to_passive_anycastd_survives_peer_restart() {
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
     lab.follows_health();
+    lab.assert_bgp_metrics(0.0);
+    let before = lab.scrape("/metrics");
+    let opens_before = lab.bgp_messages(&before, "received", "open");
     lab.stop_peer();
+    // The peer is gone: common's wait (Lab::wait would ask the peer's CLI).
+    wait_until(
+        WAIT,
+        "anycastd to count the session's end as a flap",
+        || {
+            let metrics = lab.scrape("/metrics");
+            lab.bgp_metric(&metrics, "anycastd_bgp_session_flaps_total", &[]) == Some(1.0)
+                && lab
+                    .bgp_metric(&metrics, "anycastd_bgp_session_state", &[])
+                    .is_some_and(|s| s < 6.0)
+                && lab.bgp_metric(&metrics, "anycastd_bgp_prefixes_announced", &[]) == Some(0.0)
+        },
+    );
+    wait_until(
+        WAIT,
+        "/status to show nothing announced without a session",
+        || lab.announced_in_status() == Some(Vec::new()),
+    );
     lab.start_peer();
     lab.wait(
         "BIRD to connect to anycastd again after its restart",
         Lab::established,
     );
     lab.wait_routes(true, "routes re-sent to the restarted BIRD");
+    // Established again, the route re-announced, one flap.
+    lab.assert_bgp_metrics(1.0);
+    let after = lab.scrape("/metrics");
+    assert!(
+        lab.bgp_messages(&after, "received", "open") > opens_before,
+        "the restarted BIRD's OPEN counted:\n{after}"
+    );
     // The session's TCP connection is to anycastd's port 179: BIRD made it.
     let mut ss = Command::new("ss");
     ss.args(["-Htn", "state", "established"])

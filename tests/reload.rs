@@ -65,6 +65,19 @@ fn sighup_applies_good_config_and_keeps_running_on_bad_one() {
     assert!(text.contains("services[2].chek_interval"), "{text}");
     http_b.set_healthy(false);
     exabgp.expect_line("withdraw route 10.9.0.2/32 next-hop self", WAIT);
+    // Several more failing rounds (100 ms apart): the change is logged once,
+    // with the failing check's reason.
+    std::thread::sleep(Duration::from_millis(600));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let down: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("service is down") && l.contains("service=b"))
+        .collect();
+    assert_eq!(down.len(), 1, "one line per change: {down:?}");
+    assert!(
+        down[0].contains("503"),
+        "the reason names the status: {down:?}"
+    );
     http_b.set_healthy(true);
     exabgp.expect_line("announce route 10.9.0.2/32 next-hop self", WAIT);
 

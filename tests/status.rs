@@ -73,6 +73,18 @@ fn status_reports_services_checks_and_routes() {
                     .is_some_and(|a| !a.is_empty())
         },
     );
+    let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics").expect("GET /metrics");
+    for (service, check, want) in [("up", "lo", 1.0), ("down", "gone", 0.0)] {
+        assert_eq!(
+            metric_sample(
+                &metrics,
+                "anycastd_check_up",
+                &[("service", service), ("check", check)]
+            ),
+            Some(want),
+            "anycastd_check_up of {service}/{check}:\n{metrics}"
+        );
+    }
     let up = &report["services"][0];
     assert_eq!(up["name"], "up", "{report}");
     assert_eq!(up["state"], "up", "{report}");
@@ -187,6 +199,26 @@ fn metrics_listener_serves_metrics_and_json_status() {
         metric_value(&metrics, "anycastd_service_up{service=\"up\"}"),
         Some(1.0)
     );
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "anycastd_up",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0),
+        "anycastd_up carries the crate's version:\n{metrics}"
+    );
+    let lo = [("service", "up"), ("check", "lo")];
+    assert_eq!(
+        metric_sample(&metrics, "anycastd_check_up", &lo),
+        Some(1.0),
+        "the passing check is up:\n{metrics}"
+    );
+    let duration = metric_sample(&metrics, "anycastd_check_duration_seconds", &lo);
+    assert!(
+        duration.is_some_and(|d| d > 0.0 && d < WAIT.as_secs_f64()),
+        "the check's last round took some time: {duration:?}\n{metrics}"
+    );
     assert!(http_get(&format!("127.0.0.1:{port}"), "/nothing").is_none());
 
     let head = |method: &str| {
@@ -207,4 +239,34 @@ fn metrics_listener_serves_metrics_and_json_status() {
     assert!(get.contains("content-type: application/json"), "{get}");
     let post = head("POST");
     assert!(post.starts_with("http/1.0 405"), "{post}");
+}
+
+#[test]
+fn disabled_metrics_listen_nowhere() {
+    let dir = scratch();
+    let port = free_tcp_port();
+    let config = dir.path().join("anycastd.yaml");
+    write_config(&config, port, false);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("metrics: {enabled: true,", "metrics: {enabled: false,");
+    assert!(text.contains("enabled: false"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let mut exabgp = FakeExabgp::spawn(&config, &[], &dir.path().join("log"));
+    // The first verdict is in: anycastd is past the point where it would listen.
+    exabgp.expect_line("announce route 192.0.2.1/32 next-hop self", WAIT);
+    assert_eq!(
+        exabgp.daemon.child.try_wait().unwrap(),
+        None,
+        "anycastd runs without metrics"
+    );
+    match std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), WAIT) {
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "nothing listens on 127.0.0.1:{port}: {e}"
+        ),
+        Ok(_) => panic!("something listens on 127.0.0.1:{port} with metrics disabled"),
+    }
+    assert!(http_get(&format!("127.0.0.1:{port}"), "/metrics").is_none());
 }

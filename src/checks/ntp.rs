@@ -184,4 +184,124 @@ mod tests {
             Err("127.0.0.1:123 is unsynchronised (stratum 0)".into())
         );
     }
+
+    #[test]
+    fn reasons_for_leap_indicator_3_and_kiss_o_death() {
+        use sntpc::{Error, KissOfDeathCode};
+        let server: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        assert_eq!(
+            describe(server, Error::UnsynchronizedClock),
+            "127.0.0.1:123 is unsynchronised (leap indicator 3)"
+        );
+        assert_eq!(
+            describe(server, Error::KissOfDeath(KissOfDeathCode::Rate)),
+            "127.0.0.1:123 sent a kiss-o'-death (RATE)"
+        );
+        assert_eq!(
+            describe(server, Error::KissOfDeath(KissOfDeathCode::Deny)),
+            "127.0.0.1:123 sent a kiss-o'-death (DENY)"
+        );
+        assert_eq!(
+            describe(server, Error::KissOfDeath(KissOfDeathCode::Rstr)),
+            "127.0.0.1:123 sent a kiss-o'-death (RSTR)"
+        );
+        // An empty code (all NUL or blank) is an unsynchronised server, not a kiss.
+        for empty in [[0u8; 4], *b"    "] {
+            assert_eq!(
+                describe(
+                    server,
+                    Error::KissOfDeath(KissOfDeathCode::Experimental(empty))
+                ),
+                "127.0.0.1:123 is unsynchronised (stratum 0)"
+            );
+        }
+        let v6: SocketAddr = "[::1]:123".parse().unwrap();
+        assert_eq!(
+            describe(v6, Error::Network),
+            "no usable reply from [::1]:123 (network error)"
+        );
+        assert_eq!(
+            describe(v6, Error::IncorrectOriginTimestamp),
+            "invalid reply from [::1]:123: IncorrectOriginTimestamp"
+        );
+    }
+
+    /// A one-reply NTP server on loopback: answers the first request with a
+    /// reply carrying `leap`, `stratum` and `reference_id`, and the request's
+    /// transmit time as its origin time (so sntpc accepts it as ours).
+    async fn one_reply_server(leap: u8, stratum: u8, reference_id: [u8; 4]) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut request = [0u8; 128];
+            let wait = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut request));
+            let Ok(Ok((48, client))) = wait.await else {
+                return;
+            };
+            let mut reply = [0u8; 48];
+            reply[0] = (leap << 6) | (4 << 3) | 4; // version 4, server mode
+            reply[1] = stratum;
+            reply[2] = 6; // poll
+            reply[3] = 0xec; // precision
+            reply[12..16].copy_from_slice(&reference_id);
+            // origin = the client's transmit; reference, receive and transmit
+            // = the same instant, so the offset is small and sane.
+            reply[24..32].copy_from_slice(&request[40..48]);
+            for field in [16, 32, 40] {
+                reply[field..field + 8].copy_from_slice(&request[40..48]);
+            }
+            let _ = socket.send_to(&reply, client).await;
+        });
+        address
+    }
+
+    async fn attempt_against(server: SocketAddr) -> Result<(), String> {
+        let spec = NtpqSpec {
+            server: server.to_string(),
+            src_addr: "127.0.0.1".parse().unwrap(),
+            tries: 1,
+            offset_threshold: Duration::from_secs(1).into(),
+            interval: Duration::from_millis(100).into(),
+            timeout: Duration::from_secs(2).into(),
+        };
+        let labels = CheckLabels {
+            service: "s".into(),
+            check: "ntpq".into(),
+        };
+        let check = Ntpq::new(&spec, &labels).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), check.attempt())
+            .await
+            .expect("the attempt should end on the server's reply")
+    }
+
+    #[tokio::test]
+    async fn replies_are_judged_end_to_end() {
+        let synced = one_reply_server(0, 2, *b"GPS\0").await;
+        assert_eq!(attempt_against(synced).await, Ok(()));
+
+        let leap = one_reply_server(3, 2, *b"GPS\0").await;
+        assert_eq!(
+            attempt_against(leap).await,
+            Err(format!("{leap} is unsynchronised (leap indicator 3)"))
+        );
+
+        let rate = one_reply_server(0, 0, *b"RATE").await;
+        assert_eq!(
+            attempt_against(rate).await,
+            Err(format!("{rate} sent a kiss-o'-death (RATE)"))
+        );
+
+        let deny = one_reply_server(3, 0, *b"DENY").await;
+        assert_eq!(
+            attempt_against(deny).await,
+            Err(format!("{deny} sent a kiss-o'-death (DENY)"))
+        );
+
+        // chrony before it synchronises: leap 3, stratum 0, no reference id.
+        let chrony = one_reply_server(3, 0, [0; 4]).await;
+        assert_eq!(
+            attempt_against(chrony).await,
+            Err(format!("{chrony} is unsynchronised (stratum 0)"))
+        );
+    }
 }

@@ -485,4 +485,207 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port), ("::1", 6969));
         assert!(TftpRrq::new(&spec("tftp://127.0.0.1/")).is_err());
     }
+
+    // ---- lost packets, against a scripted server on loopback -------------
+
+    /// How the scripted server misbehaves.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Script {
+        /// Read requests ignored before one is answered.
+        ignore_requests: usize,
+        /// The first ACK of this block is ignored, as if it (or the DATA it
+        /// asks for) had been lost; the server never retransmits by itself,
+        /// so only the client's retransmission can move the transfer on.
+        ignore_first_ack_of: Option<u16>,
+        /// After sending this block the server answers nothing more.
+        silent_after: Option<u16>,
+    }
+
+    /// What the scripted server received.
+    #[derive(Debug, Default)]
+    struct Seen {
+        requests: Vec<Vec<u8>>,
+        acks: Vec<u16>,
+    }
+
+    /// Every wait in the scripted server ends after this much silence.
+    const QUIET: Duration = Duration::from_secs(3);
+
+    /// A one-transfer TFTP server on 127.0.0.1: no options (so 512-byte
+    /// blocks), answers from a new port as real servers do, follows
+    /// `script`, and reports what it received when the transfer ends or
+    /// the client has been quiet for [`QUIET`].
+    async fn scripted_server(
+        content: Vec<u8>,
+        script: Script,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Seen>) {
+        let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut seen = Seen::default();
+            let mut buffer = vec![0u8; 65536];
+            let client = loop {
+                let Ok(Ok((n, from))) =
+                    tokio::time::timeout(QUIET, listener.recv_from(&mut buffer)).await
+                else {
+                    return seen;
+                };
+                seen.requests.push(buffer[..n].to_vec());
+                if seen.requests.len() > script.ignore_requests {
+                    break from;
+                }
+            };
+            let transfer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            // A file of whole blocks ends with an empty one.
+            let mut blocks: Vec<&[u8]> = content.chunks(512).collect();
+            if content.len() % 512 == 0 {
+                blocks.push(&[]);
+            }
+            let mut ignored = false;
+            for (index, chunk) in blocks.iter().enumerate() {
+                let block = u16::try_from(index + 1).unwrap();
+                let mut data = vec![0, 3];
+                data.extend_from_slice(&block.to_be_bytes());
+                data.extend_from_slice(chunk);
+                transfer.send_to(&data, client).await.unwrap();
+                let silent = script.silent_after == Some(block);
+                loop {
+                    let Ok(Ok((n, from))) =
+                        tokio::time::timeout(QUIET, transfer.recv_from(&mut buffer)).await
+                    else {
+                        return seen;
+                    };
+                    if from != client {
+                        continue;
+                    }
+                    assert_eq!(decode(&buffer[..n]), Ok(Packet::Other(4)), "not an ACK");
+                    let acked = u16::from_be_bytes([buffer[2], buffer[3]]);
+                    seen.acks.push(acked);
+                    if silent || acked != block {
+                        continue;
+                    }
+                    if script.ignore_first_ack_of == Some(block) && !ignored {
+                        ignored = true;
+                        continue;
+                    }
+                    break;
+                }
+            }
+            seen
+        });
+        (address, task)
+    }
+
+    fn check_for(address: SocketAddr, expected_sha256: Option<String>) -> TftpRrq {
+        TftpRrq::new(&TftpRrqSpec {
+            url: format!("tftp://{address}/boot.bin"),
+            expected_sha256,
+            tries: 1,
+            interval: Duration::from_millis(100).into(),
+            timeout: Duration::from_secs(5).into(),
+        })
+        .unwrap()
+    }
+
+    /// 1300 bytes: two full 512-byte blocks and a short third.
+    fn content() -> Vec<u8> {
+        (0..1300u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// The ACKs in order without repeats (a slow reply may draw an extra one).
+    fn distinct(acks: &[u16]) -> Vec<u16> {
+        let mut out = acks.to_vec();
+        out.dedup();
+        out
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        Sha256::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_lost_request_is_sent_again() {
+        let content = content();
+        let script = Script {
+            ignore_requests: 1,
+            ..Script::default()
+        };
+        let (address, server) = scripted_server(content.clone(), script).await;
+        let check = check_for(address, None);
+        let data = tokio::time::timeout(Duration::from_secs(5), check.download())
+            .await
+            .expect("the download should finish after one retransmission");
+        assert_eq!(data.as_deref(), Ok(content.as_slice()));
+        let seen = server.await.unwrap();
+        assert_eq!(seen.requests.len(), 2, "{seen:?}");
+        // The repeat is the very same request, options included.
+        let request = read_request("/boot.bin", Some(BLOCK_SIZE));
+        assert!(seen.requests.iter().all(|r| *r == request), "{seen:?}");
+        assert_eq!(distinct(&seen.acks), [1, 2, 3], "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_ack_is_sent_again_and_the_whole_file_arrives() {
+        let content = content();
+        let script = Script {
+            ignore_requests: 1,
+            ignore_first_ack_of: Some(2),
+            ..Script::default()
+        };
+        let (address, server) = scripted_server(content.clone(), script).await;
+        let check = check_for(address, Some(sha256_hex(&content)));
+        let started = std::time::Instant::now();
+        let verdict = tokio::time::timeout(Duration::from_secs(5), check.attempt())
+            .await
+            .expect("the attempt should finish after two retransmissions");
+        assert_eq!(verdict, Ok(()));
+        // Two silences of RETRANSMIT_AFTER, each ended by a retransmission.
+        assert!(
+            started.elapsed() >= RETRANSMIT_AFTER * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        let seen = server.await.unwrap();
+        assert_eq!(seen.requests.len(), 2, "{seen:?}");
+        assert_eq!(distinct(&seen.acks), [1, 2, 3], "{seen:?}");
+        let acks_of_2 = seen.acks.iter().filter(|b| **b == 2).count();
+        assert!(acks_of_2 >= 2, "ACK 2 was not sent again: {seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_goes_silent_fails_at_the_timeout() {
+        use crate::checks::AttemptPolicy;
+        use crate::engine::runner::{PreparedCheck, run_check};
+        let script = Script {
+            silent_after: Some(1),
+            ..Script::default()
+        };
+        let (address, server) = scripted_server(content(), script).await;
+        let prepared = PreparedCheck {
+            name: "tftp".into(),
+            group: String::new(),
+            policy: AttemptPolicy {
+                tries: 1,
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(2),
+            },
+            check: Box::new(check_for(address, None)),
+        };
+        let outcome = run_check(&prepared).await;
+        assert!(!outcome.passed, "{outcome:?}");
+        assert_eq!(outcome.reason, "timed out after 2s");
+        assert!(
+            outcome.duration < Duration::from_millis(2500),
+            "{outcome:?}"
+        );
+        let seen = server.await.unwrap();
+        assert_eq!(seen.requests.len(), 1, "{seen:?}");
+        // Block 1 was acknowledged, and again on each silence until the
+        // attempt was dropped; nothing beyond block 1 was ever acknowledged.
+        assert!(seen.acks.len() >= 2, "{seen:?}");
+        assert!(seen.acks.iter().all(|b| *b == 1), "{seen:?}");
+    }
 }

@@ -142,6 +142,13 @@ pub struct RawBird {
     pub format: Option<BirdFormat>,
     #[serde(default)]
     pub variable: Option<String>,
+    /// Exact name of the IPv4 prefix set (instead of `{variable}_V4`), e.g.
+    /// anycast-healthchecker's `ACAST_PS_ADVERTISE`.
+    #[serde(default)]
+    pub variable_v4: Option<String>,
+    /// Exact name of the IPv6 prefix set (instead of `{variable}_V6`).
+    #[serde(default)]
+    pub variable_v6: Option<String>,
     #[serde(default)]
     pub route_kind: Option<BirdRouteKind>,
     #[serde(default)]

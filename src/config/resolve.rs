@@ -193,8 +193,10 @@ pub struct BirdConfig {
     pub include_file6: Option<PathBuf>,
     pub socket: PathBuf,
     pub format: BirdFormat,
-    /// Prefix-set base name; the sets are `{variable}_V4` and `{variable}_V6`.
-    pub variable: String,
+    /// Name of the IPv4 prefix set: `variable_v4`, else `{variable}_V4`.
+    pub set_v4: String,
+    /// Name of the IPv6 prefix set: `variable_v6`, else `{variable}_V6`.
+    pub set_v6: String,
     pub route_kind: BirdRouteKind,
     /// Run instead of talking to the control socket (argv, no shell).
     pub reload_command: Option<Vec<String>>,
@@ -835,17 +837,27 @@ fn resolve_bird(raw: RawBird, has_v6: bool, problems: &mut Problems) -> BirdConf
         _ => {}
     }
     let variable = raw.variable.unwrap_or_else(|| "ANYCASTD_PREFIXES".into());
-    let symbol_ok = variable
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && variable
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !symbol_ok {
+    // The derived names are valid whenever the base is: check what was written.
+    for (key, name) in [
+        ("variable", Some(&variable)),
+        ("variable_v4", raw.variable_v4.as_ref()),
+        ("variable_v6", raw.variable_v6.as_ref()),
+    ] {
+        if let Some(name) = name
+            && !bird_symbol(name)
+        {
+            problems.add(
+                format!("announcer.bird.{key}"),
+                format!("expected a BIRD symbol name (letters, digits, _), found \"{name}\""),
+            );
+        }
+    }
+    let set_v4 = raw.variable_v4.unwrap_or_else(|| format!("{variable}_V4"));
+    let set_v6 = raw.variable_v6.unwrap_or_else(|| format!("{variable}_V6"));
+    if set_v4 == set_v6 {
         problems.add(
-            "announcer.bird.variable",
-            format!("expected a BIRD symbol name (letters, digits, _), found \"{variable}\""),
+            "announcer.bird.variable_v6",
+            format!("must differ from the IPv4 set's name, both are \"{set_v4}\""),
         );
     }
     if let Some(argv) = &raw.reload_command
@@ -871,11 +883,20 @@ fn resolve_bird(raw: RawBird, has_v6: bool, problems: &mut Problems) -> BirdConf
         include_file6,
         socket: PathBuf::from(raw.socket.unwrap_or_else(|| DEFAULT_BIRD_SOCKET.into())),
         format,
-        variable,
+        set_v4,
+        set_v6,
         route_kind: raw.route_kind.unwrap_or_default(),
         reload_command: raw.reload_command,
         reconfigure_timeout,
     }
+}
+
+/// A name BIRD takes for a `define`: letters, digits and `_`, not starting with a digit.
+fn bird_symbol(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A hold time in whole seconds: 0 (no keepalives) or 3 to 65535 (RFC 4271 §4.2).

@@ -299,3 +299,65 @@ fn no_routes_at_all_is_an_error() {
     let text = BASE.replace("  routes: [192.0.2.1/32]\n", "");
     assert_eq!(problem(&text).0, "announcer.routes");
 }
+
+fn bird(extra: &str) -> Result<Config, ConfigError> {
+    yaml(&BASE.replace(
+        "  backend: exabgp\n",
+        &format!("  backend: bird\n  bird: {{include_file: /tmp/anycastd.conf{extra}}}\n"),
+    ))
+}
+
+#[test]
+fn bird_defaults() {
+    let bird = bird("").unwrap().bird.expect("bird section");
+    assert_eq!(bird.socket, std::path::PathBuf::from("/run/bird/bird.ctl"));
+    assert_eq!(bird.format, BirdFormat::Static);
+    assert_eq!(bird.route_kind, BirdRouteKind::Blackhole);
+    assert_eq!(bird.reconfigure_timeout, Duration::from_secs(10));
+    assert_eq!(bird.reload_command, None);
+    assert_eq!(
+        (bird.set_v4.as_str(), bird.set_v6.as_str()),
+        ("ANYCASTD_PREFIXES_V4", "ANYCASTD_PREFIXES_V6")
+    );
+}
+
+#[test]
+fn bird_prefix_set_names_from_variable_or_given_exactly() {
+    let bird_of = |extra: &str| bird(extra).unwrap().bird.unwrap();
+    let derived = bird_of(", format: prefix_set, variable: MY_SET");
+    assert_eq!(
+        (derived.set_v4.as_str(), derived.set_v6.as_str()),
+        ("MY_SET_V4", "MY_SET_V6")
+    );
+    // anycast-healthchecker's names, so its users keep their filters.
+    let exact = bird_of(
+        ", format: prefix_set, variable_v4: ACAST_PS_ADVERTISE, variable_v6: ACAST6_PS_ADVERTISE",
+    );
+    assert_eq!(
+        (exact.set_v4.as_str(), exact.set_v6.as_str()),
+        ("ACAST_PS_ADVERTISE", "ACAST6_PS_ADVERTISE")
+    );
+}
+
+#[test]
+fn bird_prefix_set_names_must_be_symbols_and_differ() {
+    let first = |extra: &str| {
+        let err = bird(extra).expect_err("config should be rejected");
+        let p = &err.problems()[0];
+        (p.path.clone(), p.message.clone())
+    };
+    assert_eq!(
+        first(", variable_v4: 4SET"),
+        (
+            "announcer.bird.variable_v4".into(),
+            "expected a BIRD symbol name (letters, digits, _), found \"4SET\"".into()
+        )
+    );
+    assert_eq!(
+        first(", variable_v4: SAME, variable_v6: SAME"),
+        (
+            "announcer.bird.variable_v6".into(),
+            "must differ from the IPv4 set's name, both are \"SAME\"".into()
+        )
+    );
+}

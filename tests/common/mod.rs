@@ -463,6 +463,54 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
 }
 
+/// The value of the sample of metric `name` (exactly that name) carrying
+/// every label of `labels`, in whatever order it prints them; the sample may
+/// carry other labels too. `None` when no such sample is exported.
+pub fn metric_sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, printed) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, parse_labels(rest.strip_suffix('}')?)),
+                None => (series, Vec::new()),
+            };
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| printed.iter().any(|(pk, pv)| pk == k && pv == v));
+            if matches { value.parse().ok() } else { None }
+        })
+}
+
+/// `a="x",b="y"` (Prometheus text format label pairs, escapes undone).
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut end = after.len();
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            if escaped {
+                value.push(if c == 'n' { '\n' } else { c });
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                end = i;
+                break;
+            } else {
+                value.push(c);
+            }
+        }
+        labels.push((key.trim_start_matches(',').trim().to_string(), value));
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    labels
+}
+
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")

@@ -424,6 +424,112 @@ mod tests {
         );
     }
 
+    /// Lines in the file the test's reload_command appends to.
+    fn reconfigures(count: &Path) -> usize {
+        std::fs::read_to_string(count)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_change_applies_at_once_a_burst_costs_at_most_two_stop_withdraws() {
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("anycastd.conf");
+        let count = dir.path().join("reconfigures");
+        let config = BirdConfig {
+            include_file: include.clone(),
+            include_file6: None,
+            socket: dir.path().join("unused.ctl"),
+            format: crate::config::BirdFormat::Static,
+            set_v4: "V4".into(),
+            set_v6: "V6".into(),
+            route_kind: crate::config::BirdRouteKind::Blackhole,
+            reload_command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo reconfigured >> {}", count.display()),
+            ]),
+            reconfigure_timeout: Duration::from_secs(5),
+        };
+        let routes = |n: u32| DesiredRoutes {
+            routes: (0..n)
+                .map(|i| {
+                    IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
+                        0x0a00_0000 + i,
+                    )))
+                })
+                .collect(),
+            changed_at: Some(std::time::Instant::now()),
+        };
+        let (tx, rx) = watch::channel(DesiredRoutes::empty());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(BirdBackend::new(config).run_loop(rx, shutdown.clone()));
+        wait_for("the start-up write", || reconfigures(&count) == 1).await;
+
+        tx.send(routes(1)).unwrap();
+        wait_for("the lone change", || reconfigures(&count) == 2).await;
+        assert!(
+            std::fs::read_to_string(&include)
+                .unwrap()
+                .contains("route 10.0.0.0/32 blackhole;")
+        );
+
+        // Past the burst window: the next change starts a new burst.
+        tokio::time::sleep(BURST * 2).await;
+        // 1,000 services flipping together: the first change goes out at
+        // once, everything that came meanwhile in one more reconfigure.
+        // (Each set holds one route, so the sends themselves take no time
+        // worth mentioning even in a debug build.)
+        let one = |i: u32| DesiredRoutes {
+            routes: [IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
+                0x0a00_0000 + i,
+            )))]
+            .into(),
+            changed_at: Some(std::time::Instant::now()),
+        };
+        let sets: Vec<DesiredRoutes> = (1..=1000).map(one).collect();
+        for set in sets {
+            tx.send(set).unwrap();
+            tokio::task::yield_now().await;
+        }
+        let want = "channel.\nroute 10.0.3.232/32 blackhole;\n";
+        wait_for("the burst's last set", || {
+            std::fs::read_to_string(&include).is_ok_and(|c| c.ends_with(want))
+        })
+        .await;
+        wait_for("BIRD told of the last set", || reconfigures(&count) >= 3).await;
+        tokio::time::sleep(BURST * 2).await;
+        let burst = reconfigures(&count) - 2;
+        assert!(
+            (1..=2).contains(&burst),
+            "1,000 changes cost {burst} reconfigures"
+        );
+
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            reconfigures(&count),
+            2 + burst + 1,
+            "one more to withdraw all"
+        );
+        assert!(
+            !std::fs::read_to_string(&include)
+                .unwrap()
+                .contains("route ")
+        );
+    }
+
     #[tokio::test]
     async fn reload_command_success_and_failure() {
         let ok = run_reload_command(

@@ -42,8 +42,8 @@ pub fn render(config: &BirdConfig, routes: &BTreeSet<IpNet>) -> Vec<RenderedFile
             content.push_str(
                 "# Prefix sets of the routes whose services are healthy; empty sets need BIRD >= 2.0.11.\n",
             );
-            content.push_str(&prefix_set(&format!("{}_V4", config.variable), v4));
-            content.push_str(&prefix_set(&format!("{}_V6", config.variable), v6));
+            content.push_str(&prefix_set(&config.set_v4, v4));
+            content.push_str(&prefix_set(&config.set_v6, v6));
             vec![RenderedFile {
                 path: config.include_file.clone(),
                 content,
@@ -95,7 +95,8 @@ mod tests {
                 .then(|| PathBuf::from("/etc/bird/anycastd6.conf")),
             socket: PathBuf::from("/run/bird/bird.ctl"),
             format,
-            variable: "ANYCASTD_PREFIXES".into(),
+            set_v4: "ANYCASTD_PREFIXES_V4".into(),
+            set_v6: "ANYCASTD_PREFIXES_V6".into(),
             route_kind: BirdRouteKind::Blackhole,
             reload_command: None,
             reconfigure_timeout: Duration::from_secs(10),
@@ -158,6 +159,14 @@ mod tests {
             "define ANYCASTD_PREFIXES_V4 = [\n    192.0.2.1/32,\n    192.0.2.2/32\n];\n\
              define ANYCASTD_PREFIXES_V6 = [\n    2001:db8::1/128\n];\n"
         );
+        let mut exact = config(BirdFormat::PrefixSet);
+        exact.set_v4 = "ACAST_PS_ADVERTISE".into();
+        exact.set_v6 = "ACAST6_PS_ADVERTISE".into();
+        let named = render(&exact, &routes(&["192.0.2.1/32", "2001:db8::1/128"]));
+        assert!(named[0].content.ends_with(
+            "define ACAST_PS_ADVERTISE = [\n    192.0.2.1/32\n];\n\
+             define ACAST6_PS_ADVERTISE = [\n    2001:db8::1/128\n];\n"
+        ));
         let empty = render(&config(BirdFormat::PrefixSet), &BTreeSet::new());
         assert!(
             empty[0].content.ends_with(

@@ -532,4 +532,29 @@ mod tests {
         set_ttl(socket2::SockRef::from(&v6), 2, true).unwrap();
         assert_eq!(v6.unicast_hops_v6().unwrap(), 2);
     }
+
+    #[test]
+    fn ttl_is_one_for_direct_ebgp_only() {
+        let peer = |remote_asn: u32, enable_multihop: bool, multihop_ttl: Option<u8>| PeerConfig {
+            name: "r1".into(),
+            remote_address: "192.0.2.2".parse().unwrap(),
+            remote_asn,
+            enable_multihop,
+            multihop_ttl,
+            port: 179,
+            local_address: None,
+            password: None,
+            passive: false,
+            hold_time: 90,
+        };
+        let local_asn = 65001;
+        // eBGP without multihop: routers treat the peer as directly connected.
+        assert_eq!(ttl_for(&peer(65002, false, None), local_asn), 1);
+        assert_eq!(ttl_for(&peer(65002, false, Some(5)), local_asn), 1);
+        assert_eq!(ttl_for(&peer(65002, true, None), local_asn), 255);
+        assert_eq!(ttl_for(&peer(65002, true, Some(3)), local_asn), 3);
+        // iBGP is multihop by nature.
+        assert_eq!(ttl_for(&peer(65001, false, None), local_asn), 255);
+        assert_eq!(ttl_for(&peer(65001, true, Some(3)), local_asn), 255);
+    }
 }
