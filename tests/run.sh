@@ -39,3 +39,6 @@ done
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The fuzz targets (fuzz/, a crate of their own run by `cargo fuzz`) must keep
+# compiling against the library they exercise.
+cargo check --manifest-path fuzz/Cargo.toml --locked --bins

@@ -109,6 +109,13 @@ fn describe(server: SocketAddr, error: sntpc::Error) -> String {
         {
             format!("{server} is unsynchronised (stratum 0)")
         }
+        // An unregistered code ("XFOO"): its own letters, not the bytes.
+        sntpc::Error::KissOfDeath(sntpc::KissOfDeathCode::Experimental(code)) => {
+            format!(
+                "{server} sent a kiss-o'-death ({})",
+                String::from_utf8_lossy(&code).trim_end_matches(['\0', ' '])
+            )
+        }
         sntpc::Error::KissOfDeath(code) => {
             format!(
                 "{server} sent a kiss-o'-death ({})",
@@ -215,6 +222,13 @@ mod tests {
                 "127.0.0.1:123 is unsynchronised (stratum 0)"
             );
         }
+        assert_eq!(
+            describe(
+                server,
+                Error::KissOfDeath(KissOfDeathCode::Experimental(*b"XFOO"))
+            ),
+            "127.0.0.1:123 sent a kiss-o'-death (XFOO)"
+        );
         let v6: SocketAddr = "[::1]:123".parse().unwrap();
         assert_eq!(
             describe(v6, Error::Network),
