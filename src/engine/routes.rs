@@ -43,11 +43,15 @@ pub struct Transition {
 /// `routes` by that service (and by any other service listing them).
 #[derive(Debug, Clone, Default)]
 pub struct RouteBook {
-    services: BTreeMap<String, Hysteresis>,
+    /// Where each service's health is kept in `health`.
+    index: BTreeMap<String, usize>,
+    health: Vec<Hysteresis>,
     /// `announcer.routes`: protected by every service.
     global: BTreeSet<IpNet>,
-    /// A service's own routes, and which services list each of them.
-    own: BTreeMap<IpNet, BTreeSet<String>>,
+    /// A service's own routes, and which services (indices into `health`)
+    /// list each of them. Indices, not names: `desired` walks every route
+    /// on every change, and a name lookup per route cost ~1 ms at 10,000.
+    own: BTreeMap<IpNet, Vec<usize>>,
 }
 
 impl RouteBook {
@@ -60,36 +64,43 @@ impl RouteBook {
     /// Takes a new config. Services that keep their name keep their state,
     /// so routes whose protectors did not change are not touched.
     pub fn apply_config(&mut self, config: &Config) {
-        let mut services = BTreeMap::new();
+        let mut index = BTreeMap::new();
+        let mut health = Vec::with_capacity(config.services.len());
         for service in &config.services {
-            let mut health = self
-                .services
-                .remove(&service.name)
-                .unwrap_or_else(|| Hysteresis::new(service.rise, service.fall));
-            health.retune(service.rise, service.fall);
-            services.insert(service.name.clone(), health);
+            let mut kept = match self.index.get(&service.name) {
+                Some(&at) => self.health[at].clone(),
+                None => Hysteresis::new(service.rise, service.fall),
+            };
+            kept.retune(service.rise, service.fall);
+            index.insert(service.name.clone(), health.len());
+            health.push(kept);
         }
-        self.services = services;
+        self.index = index;
+        self.health = health;
 
         // Kept apart from services' own routes: a global route would
-        // otherwise carry every service's name (routes × services).
+        // otherwise carry every service (routes × services).
         self.global = config.routes.iter().copied().collect();
-        let mut own: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
+        let mut own: BTreeMap<IpNet, Vec<usize>> = BTreeMap::new();
         for service in &config.services {
+            let at = self.index[&service.name];
             for route in &service.routes {
-                own.entry(*route).or_default().insert(service.name.clone());
+                let protectors = own.entry(*route).or_default();
+                if !protectors.contains(&at) {
+                    protectors.push(at);
+                }
             }
         }
         self.own = own;
     }
 
     pub fn state(&self, service: &str) -> Option<ServiceState> {
-        self.services.get(service).map(Hysteresis::state)
+        self.index.get(service).map(|&at| self.health[at].state())
     }
 
     /// Feeds a round's verdict for `service`; returns the transition, if any.
     pub fn observe(&mut self, service: &str, passed: bool) -> Option<Transition> {
-        let health = self.services.get_mut(service)?;
+        let health = &mut self.health[*self.index.get(service)?];
         let from = health.state();
         health.observe(passed).map(|to| Transition {
             service: service.to_string(),
@@ -100,13 +111,17 @@ impl RouteBook {
 
     /// The routes whose protecting services are all Up.
     pub fn desired(&self) -> BTreeSet<IpNet> {
-        let up = |name: &String| self.state(name) == Some(ServiceState::Up);
-        let all_up = !self.services.is_empty() && self.services.keys().all(up);
+        let up: Vec<bool> = self
+            .health
+            .iter()
+            .map(|h| h.state() == ServiceState::Up)
+            .collect();
+        let all_up = !up.is_empty() && up.iter().all(|u| *u);
         let mut desired: BTreeSet<IpNet> = self
             .own
             .iter()
             .filter(|(route, services)| {
-                services.iter().all(up) && (all_up || !self.global.contains(route))
+                services.iter().all(|&at| up[at]) && (all_up || !self.global.contains(route))
             })
             .map(|(route, _)| *route)
             .collect();

@@ -62,18 +62,54 @@ fn static_routes<'a>(
         "# Include it inside a `protocol static` with an {channel} channel.\n"
     ));
     let kind = config.route_kind.as_str();
-    // Written in place: at 10,000 routes a `format!` per line doubled the time.
+    out.reserve(routes.size_hint().0 * (24 + kind.len()));
     for route in routes {
-        let _ = writeln!(out, "route {route} {kind};");
+        out.push_str("route ");
+        push_prefix(&mut out, route);
+        out.push(' ');
+        out.push_str(kind);
+        out.push_str(";\n");
     }
     out
+}
+
+/// Appends `route` as BIRD reads it. IPv4 prefixes are written digit by
+/// digit: through `Display` they made rendering 10,000 routes take ~2 ms,
+/// most of the time between a verdict and BIRD's `configure`.
+fn push_prefix(out: &mut String, route: &IpNet) {
+    match route {
+        IpNet::V4(net) => {
+            for (i, octet) in net.addr().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, octet);
+            }
+            out.push('/');
+            push_decimal(out, net.prefix_len());
+        }
+        IpNet::V6(net) => {
+            let _ = write!(out, "{net}");
+        }
+    }
+}
+
+fn push_decimal(out: &mut String, value: u8) {
+    if value >= 100 {
+        out.push(char::from(b'0' + value / 100));
+    }
+    if value >= 10 {
+        out.push(char::from(b'0' + value / 10 % 10));
+    }
+    out.push(char::from(b'0' + value % 10));
 }
 
 fn prefix_set<'a>(name: &str, routes: impl Iterator<Item = &'a IpNet>) -> String {
     let mut out = format!("define {name} = [");
     let mut first = true;
     for route in routes {
-        let _ = write!(out, "{}\n    {route}", if first { "" } else { "," });
+        out.push_str(if first { "\n    " } else { ",\n    " });
+        push_prefix(&mut out, route);
         first = false;
     }
     out.push_str(if first { "];\n" } else { "\n];\n" });
@@ -129,6 +165,37 @@ mod tests {
                  route 2001:db8::1/128 blackhole;\n"
             )
         );
+    }
+
+    #[test]
+    fn prefixes_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0/0",
+            "1.2.3.4/32",
+            "10.0.0.0/8",
+            "100.64.9.10/31",
+            "255.255.255.255/32",
+            "192.168.100.0/24",
+            "2001:db8::/32",
+            "::1/128",
+            "2001:db8:0:1::/64",
+        ] {
+            let route: IpNet = text.parse().unwrap();
+            let mut out = String::new();
+            push_prefix(&mut out, &route);
+            assert_eq!(out, route.to_string());
+            assert_eq!(out, text);
+        }
+        // Every octet value and prefix length, against Display.
+        for value in 0..=255u8 {
+            let route = IpNet::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(value, 0, value, 7), value % 33)
+                    .unwrap(),
+            );
+            let mut out = String::new();
+            push_prefix(&mut out, &route);
+            assert_eq!(out, route.to_string());
+        }
     }
 
     #[test]
