@@ -131,12 +131,14 @@ pub async fn run(
                 // Take every report already waiting, then publish once: many
                 // services flipping together become one change for the backend.
                 let decided_at = report.outcome.finished_at;
+                let mut transitioned = false;
                 let mut next = Some(report);
                 while let Some(report) = next {
                     if entries.get(&report.service).map(|e| e.epoch) == Some(report.epoch) {
                         record_round(&report);
                         if let Some(transition) = book.observe(&report.service, report.outcome.passed) {
                             log_transition(&transition, &report.outcome);
+                            transitioned = true;
                         }
                         if let (Some(status), Some(state)) = (&hooks.status, book.state(&report.service)) {
                             status.record_round(&report.service, &report.outcome, state);
@@ -145,7 +147,11 @@ pub async fn run(
                     }
                     next = reports.try_recv().ok();
                 }
-                publish(&book, &desired, decided_at, hooks.status.as_ref());
+                // Only a state change can change the routes: a steady round
+                // costs no walk over every route.
+                if transitioned {
+                    publish(&book, &desired, decided_at, hooks.status.as_ref());
+                }
                 signal_ready(&mut hooks.ready, &first_round_pending);
             }
             Some(command) = commands.recv() => match command {
