@@ -203,6 +203,9 @@ impl BirdBackend {
                     continue;
                 }
                 if let Err(e) = write_atomically(&file.path, &file.content) {
+                    // The files go to BIRD together or not at all: the IPv4
+                    // file must not wait, new, for a retry of the IPv6 one.
+                    put_back(&changed, &mut on_disk);
                     return (Err(e), on_disk);
                 }
                 on_disk.insert(file.path.clone(), Some(file.content.clone()));
@@ -239,25 +242,7 @@ impl BirdBackend {
     }
 
     async fn restore(&mut self, previous: &[(RenderedFile, Option<String>)]) {
-        for (file, content) in previous {
-            let result = match content {
-                Some(content) => write_atomically(&file.path, content),
-                None => std::fs::remove_file(&file.path).map_err(|source| BirdError::Write {
-                    path: file.path.display().to_string(),
-                    source,
-                }),
-            };
-            match result {
-                Ok(()) => {
-                    self.on_disk.insert(file.path.clone(), content.clone());
-                }
-                Err(e) => {
-                    // Unknown now: read it again next time.
-                    self.on_disk.remove(&file.path);
-                    tracing::error!(error = %e, "could not restore the previous BIRD include file");
-                }
-            }
-        }
+        put_back(previous, &mut self.on_disk);
         if let Err(e) = self.reconfigure().await {
             tracing::debug!(error = %e, "reconfigure after restoring the previous file failed");
         }
@@ -269,6 +254,33 @@ impl BirdBackend {
                 control::configure(&self.config.socket, self.config.reconfigure_timeout).await?,
             ),
             Some(argv) => run_reload_command(argv, self.config.reconfigure_timeout).await,
+        }
+    }
+}
+
+/// Puts back what `previous` says each file held (`None`: absent), noting
+/// in `on_disk` what the files hold now.
+fn put_back(
+    previous: &[(RenderedFile, Option<String>)],
+    on_disk: &mut HashMap<PathBuf, Option<String>>,
+) {
+    for (file, content) in previous.iter().rev() {
+        let result = match content {
+            Some(content) => write_atomically(&file.path, content),
+            None => std::fs::remove_file(&file.path).map_err(|source| BirdError::Write {
+                path: file.path.display().to_string(),
+                source,
+            }),
+        };
+        match result {
+            Ok(()) => {
+                on_disk.insert(file.path.clone(), content.clone());
+            }
+            Err(e) => {
+                // Unknown now: read it again next time.
+                on_disk.remove(&file.path);
+                tracing::error!(error = %e, "could not restore the previous BIRD include file");
+            }
         }
     }
 }
@@ -431,6 +443,26 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// Static format, with a reload_command that adds a line to `count`
+    /// per reconfigure instead of talking to BIRD.
+    fn counting_config(include: &Path, include6: Option<PathBuf>, count: &Path) -> BirdConfig {
+        BirdConfig {
+            include_file: include.to_path_buf(),
+            include_file6: include6,
+            socket: include.with_file_name("unused.ctl"),
+            format: crate::config::BirdFormat::Static,
+            set_v4: "V4".into(),
+            set_v6: "V6".into(),
+            route_kind: crate::config::BirdRouteKind::Blackhole,
+            reload_command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo reconfigured >> {}", count.display()),
+            ]),
+            reconfigure_timeout: Duration::from_secs(5),
+        }
+    }
+
     async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !done() {
@@ -447,21 +479,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let include = dir.path().join("anycastd.conf");
         let count = dir.path().join("reconfigures");
-        let config = BirdConfig {
-            include_file: include.clone(),
-            include_file6: None,
-            socket: dir.path().join("unused.ctl"),
-            format: crate::config::BirdFormat::Static,
-            set_v4: "V4".into(),
-            set_v6: "V6".into(),
-            route_kind: crate::config::BirdRouteKind::Blackhole,
-            reload_command: Some(vec![
-                "sh".into(),
-                "-c".into(),
-                format!("echo reconfigured >> {}", count.display()),
-            ]),
-            reconfigure_timeout: Duration::from_secs(5),
-        };
+        let config = counting_config(&include, None, &count);
         let routes = |n: u32| DesiredRoutes {
             routes: (0..n)
                 .map(|i| {
@@ -528,6 +546,27 @@ mod tests {
                 .unwrap()
                 .contains("route ")
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_every_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("anycastd4.conf");
+        let count = dir.path().join("reconfigures");
+        // Its directory does not exist: every write of it fails.
+        let include6 = dir.path().join("missing/anycastd6.conf");
+        let mut backend = BirdBackend::new(counting_config(&include, Some(include6), &count));
+        std::fs::write(&include, "# before\n").unwrap();
+        let routes: BTreeSet<IpNet> = ["192.0.2.1/32".parse().unwrap()].into();
+        let err = backend.apply(&routes).await.unwrap_err();
+        assert!(err.to_string().contains("missing/anycastd6.conf"), "{err}");
+        assert_eq!(std::fs::read_to_string(&include).unwrap(), "# before\n");
+        assert_eq!(
+            reconfigures(&count),
+            0,
+            "BIRD is not asked to read half a change"
+        );
+        assert!(backend.accepted.is_none());
     }
 
     #[tokio::test]
