@@ -26,6 +26,9 @@ struct Lab {
     b: Bird,
     v4: String,
     v6: String,
+    /// prefix_set: the sets' exact names (`variable_v4`, `variable_v6`)
+    /// instead of the defaults.
+    sets: Option<(&'static str, &'static str)>,
     /// Last: dropped after the daemons living in it.
     dir: tempfile::TempDir,
 }
@@ -33,6 +36,15 @@ struct Lab {
 impl Lab {
     /// B (the peer) is started; A only when `start_a`.
     fn new(n: u8, format: Format, start_a: bool) -> Lab {
+        Lab::build(n, format, start_a, None)
+    }
+
+    fn build(
+        n: u8,
+        format: Format,
+        start_a: bool,
+        sets: Option<(&'static str, &'static str)>,
+    ) -> Lab {
         require(&[("bird", "bird2"), ("birdc", "bird2")]);
         let dir = scratch();
         std::fs::create_dir(dir.path().join("a")).unwrap();
@@ -62,6 +74,7 @@ protocol bgp a {{
             b,
             v4: format!("192.0.2.{n}/32"),
             v6: format!("2001:db8::{n}/128"),
+            sets,
             dir,
         };
         // What an operator's ExecStartPre does: valid (empty) files before BIRD starts.
@@ -111,8 +124,8 @@ protocol bgp a {{
                      protocol static vips6 {{ ipv6; route {} blackhole; }}\n",
                     self.v4, self.v6
                 ),
-                "net ~ ANYCASTD_PREFIXES_V4".to_string(),
-                "net ~ ANYCASTD_PREFIXES_V6".to_string(),
+                format!("net ~ {}", self.set_names().0),
+                format!("net ~ {}", self.set_names().1),
             ),
         };
         format!(
@@ -132,6 +145,11 @@ protocol bgp b {{
         )
     }
 
+    fn set_names(&self) -> (&str, &str) {
+        self.sets
+            .unwrap_or(("ANYCASTD_PREFIXES_V4", "ANYCASTD_PREFIXES_V6"))
+    }
+
     fn start_a(&mut self) {
         let config = self.a_config();
         self.a = Some(Bird::start(&self.a_dir(), &config));
@@ -148,7 +166,12 @@ protocol bgp b {{
                 "format: static, include_file6: \"{}\"",
                 self.a_dir().join("anycastd6.conf").display()
             ),
-            Format::PrefixSet => "format: prefix_set".into(),
+            Format::PrefixSet => match self.sets {
+                Some((v4, v6)) => {
+                    format!("format: prefix_set, variable_v4: {v4}, variable_v6: {v6}")
+                }
+                None => "format: prefix_set".into(),
+            },
         };
         std::fs::write(
             &path,
@@ -330,6 +353,23 @@ fn static_format_routes_follow_health() {
 #[test]
 fn prefix_set_format_routes_follow_health() {
     follows_health(22, Format::PrefixSet);
+}
+
+/// anycast-healthchecker's set names, so its users' filters stay as they are.
+#[test]
+fn prefix_sets_named_exactly_drive_the_operators_filter() {
+    let sets = ("ACAST_PS_ADVERTISE", "ACAST6_PS_ADVERTISE");
+    let lab = Lab::build(20, Format::PrefixSet, true, Some(sets));
+    let _anycastd = lab.anycastd("200ms");
+    lab.wait_peer((true, true), "routes at the peer while healthy");
+    let file = std::fs::read_to_string(lab.a_dir().join("anycastd.conf")).unwrap();
+    for name in [sets.0, sets.1] {
+        assert!(file.contains(&format!("define {name} = [")), "{file}");
+    }
+    lab.http.set_healthy(false);
+    lab.wait_peer((false, false), "routes gone while unhealthy");
+    lab.http.set_healthy(true);
+    lab.wait_peer((true, true), "routes back after recovery");
 }
 
 #[test]

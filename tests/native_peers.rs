@@ -1172,6 +1172,108 @@ fn bird_ebgp_to_passive_anycastd_survives_peer_restart() {
     );
 }
 
+/// Two passive peers on the same address and port: both BIRDs connect to
+/// anycastd's one listening socket, each session gets its own connection,
+/// and both follow health.
+#[test]
+fn two_birds_to_one_passive_anycastd_port() {
+    require(&[("bird", "bird2"), ("birdc", "bird2")]);
+    let dir = scratch();
+    let http = HealthServer::start();
+    let local = "127.0.53.1";
+    let route = "192.0.2.53/32";
+    let birds: Vec<Bird> = [("127.0.53.2", 65002), ("127.0.53.3", 65003)]
+        .into_iter()
+        .map(|(remote, asn)| {
+            let bird_dir = dir.path().join(remote);
+            std::fs::create_dir_all(&bird_dir).unwrap();
+            Bird::start(
+                &bird_dir,
+                &format!(
+                    r#"
+router id {remote};
+protocol device {{}}
+protocol bgp anycastd {{
+  local {remote} as {asn};
+  neighbor {local} as {LOCAL_AS};
+  multihop;
+  strict bind yes;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 2;
+  ipv4 {{ import all; export none; }};
+}}
+"#
+                ),
+            )
+        })
+        .collect();
+    let config = dir.path().join("anycastd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+announcer:
+  router_id: "{local}"
+  local_address: "{local}"
+  local_asn: {LOCAL_AS}
+  routes: ["{route}"]
+  native: {{passive: true}}
+  peers:
+    - {{name: b2, remote_address: "127.0.53.2", remote_asn: 65002, enable_multihop: true}}
+    - {{name: b3, remote_address: "127.0.53.3", remote_asn: 65003, enable_multihop: true}}
+services:
+  - name: web
+    check_interval: 200ms
+    checks:
+      - kind: http_2xx
+        spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
+"#,
+            url = http.url("/health"),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("anycastd.log");
+    let _anycastd = Daemon {
+        child: Command::new(anycastd_bin())
+            .arg("-c")
+            .arg(&config)
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start anycastd"),
+        name: "anycastd",
+    };
+    let all = |want: bool| birds.iter().all(|b| b.has_route(route) == want);
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + WAIT;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- anycastd log ---\n{}",
+                tail(&log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("both sessions established", &|| {
+        birds.iter().all(|b| b.established("anycastd"))
+    });
+    wait("the route at both BIRDs", &|| all(true));
+    http.set_healthy(false);
+    wait("the route gone from both", &|| all(false));
+    http.set_healthy(true);
+    wait("the route back at both", &|| all(true));
+    // Each BIRD was taken at its first try: no socket of anycastd's found
+    // the address in use, and no connection went to the wrong session.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for bad in ["in use", "refused a BGP connection", "cannot listen"] {
+        assert!(!text.contains(bad), "anycastd logged `{bad}`:\n{text}");
+    }
+}
+
 // ---- GoBGP -------------------------------------------------------------------
 
 #[test]

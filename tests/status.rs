@@ -13,22 +13,22 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// `up` passes anywhere; `down` checks an address no host has.
 fn write_config(file: &Path, port: u16, with_down: bool) {
+    std::fs::write(file, config_text(port, with_down, true)).unwrap();
+}
+
+fn config_text(port: u16, with_down: bool, metrics: bool) -> String {
     let down = if with_down {
         "  - name: down\n    check_interval: 1s\n    \
          checks: [{kind: assigned_address, name: gone, spec: {ipv4: 192.0.2.254}}]\n"
     } else {
         ""
     };
-    std::fs::write(
-        file,
-        format!(
-            "announcer: {{backend: exabgp, routes: [192.0.2.1/32]}}\n\
-             services:\n  - name: up\n    check_interval: 1s\n    routes: [198.51.100.1/32]\n    \
-             checks: [{{kind: assigned_address, name: lo, spec: {{ipv4: 127.0.0.1}}}}]\n{down}\
-             metrics: {{enabled: true, address: \"127.0.0.1:{port}\"}}\n"
-        ),
+    format!(
+        "announcer: {{backend: exabgp, routes: [192.0.2.1/32]}}\n\
+         services:\n  - name: up\n    check_interval: 1s\n    routes: [198.51.100.1/32]\n    \
+         checks: [{{kind: assigned_address, name: lo, spec: {{ipv4: 127.0.0.1}}}}]\n{down}\
+         metrics: {{enabled: {metrics}, address: \"127.0.0.1:{port}\"}}\n"
     )
-    .unwrap();
 }
 
 fn anycastd(args: &[&str]) -> (i32, String, String) {
@@ -246,12 +246,7 @@ fn disabled_metrics_listen_nowhere() {
     let dir = scratch();
     let port = free_tcp_port();
     let config = dir.path().join("anycastd.yaml");
-    write_config(&config, port, false);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("metrics: {enabled: true,", "metrics: {enabled: false,");
-    assert!(text.contains("enabled: false"), "{text}");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, config_text(port, false, false)).unwrap();
     let mut exabgp = FakeExabgp::spawn(&config, &[], &dir.path().join("log"));
     // The first verdict is in: anycastd is past the point where it would listen.
     exabgp.expect_line("announce route 192.0.2.1/32 next-hop self", WAIT);

@@ -109,19 +109,10 @@ fn describe(server: SocketAddr, error: sntpc::Error) -> String {
         {
             format!("{server} is unsynchronised (stratum 0)")
         }
-        // An unregistered code ("XFOO"): its own letters, not the bytes.
-        sntpc::Error::KissOfDeath(sntpc::KissOfDeathCode::Experimental(code)) => {
-            format!(
-                "{server} sent a kiss-o'-death ({})",
-                String::from_utf8_lossy(&code).trim_end_matches(['\0', ' '])
-            )
-        }
-        sntpc::Error::KissOfDeath(code) => {
-            format!(
-                "{server} sent a kiss-o'-death ({})",
-                format!("{code:?}").to_ascii_uppercase()
-            )
-        }
+        sntpc::Error::KissOfDeath(code) => format!(
+            "{server} sent a kiss-o'-death ({})",
+            code.as_str().trim_end_matches(['\0', ' '])
+        ),
         sntpc::Error::Network => format!("no usable reply from {server} (network error)"),
         other => format!("invalid reply from {server}: {other:?}"),
     }

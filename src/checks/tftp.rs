@@ -313,6 +313,14 @@ impl TftpRrq {
     }
 }
 
+/// Lower-case hex, as `expected_sha256` is kept.
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Check for TftpRrq {
     fn attempt(&self) -> AttemptFuture<'_> {
         Box::pin(async move {
@@ -320,10 +328,7 @@ impl Check for TftpRrq {
             let Some(expected) = &self.expected_sha256 else {
                 return Ok(());
             };
-            let actual: String = Sha256::digest(&data)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let actual = sha256_hex(&data);
             if &actual == expected {
                 Ok(())
             } else {
@@ -597,13 +602,6 @@ mod tests {
         let mut out = acks.to_vec();
         out.dedup();
         out
-    }
-
-    fn sha256_hex(data: &[u8]) -> String {
-        Sha256::digest(data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
 
     #[tokio::test]

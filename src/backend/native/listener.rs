@@ -95,10 +95,6 @@ impl PassiveListener {
         }
     }
 
-    pub fn bind(&self) -> SocketAddr {
-        self.bind
-    }
-
     /// Registers a peer; returns where its connections will arrive.
     pub fn expect(&mut self, peer: &PeerConfig, ttl: u32) -> Arc<Accepted> {
         let accepted = Arc::new(Accepted::default());

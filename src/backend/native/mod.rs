@@ -21,6 +21,8 @@ pub mod packet;
 pub mod session;
 mod sockopt;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -38,7 +40,7 @@ const NAME: &str = "native";
 pub struct NativeBackend {
     peers: Vec<(io::PeerIo, Session)>,
     /// One per local address and port that passive peers accept on.
-    listeners: Vec<listener::PassiveListener>,
+    listeners: BTreeMap<SocketAddr, listener::PassiveListener>,
 }
 
 impl NativeBackend {
@@ -51,7 +53,7 @@ impl NativeBackend {
             ));
         };
         let next_hop = config.local_address.and_then(packet::ipv4_of);
-        let mut listeners: Vec<listener::PassiveListener> = Vec::new();
+        let mut listeners = BTreeMap::new();
         let peers = config
             .peers
             .iter()
@@ -81,14 +83,10 @@ impl NativeBackend {
                 let ttl = io::ttl_for(peer, local_asn);
                 let accepted = peer.passive.then(|| {
                     let bind = listener::bind_address(peer);
-                    let at = match listeners.iter().position(|l| l.bind() == bind) {
-                        Some(at) => at,
-                        None => {
-                            listeners.push(listener::PassiveListener::new(bind));
-                            listeners.len() - 1
-                        }
-                    };
-                    listeners[at].expect(peer, ttl)
+                    listeners
+                        .entry(bind)
+                        .or_insert_with(|| listener::PassiveListener::new(bind))
+                        .expect(peer, ttl)
                 });
                 let io = io::PeerIo {
                     ttl,
@@ -116,7 +114,7 @@ impl Backend for NativeBackend {
         Box::pin(async move {
             metrics::backend_errors_zero(NAME, &["session", "listen"]);
             let mut tasks = JoinSet::new();
-            for listener in self.listeners {
+            for listener in self.listeners.into_values() {
                 tasks.spawn(listener.run(shutdown.clone()));
             }
             for (io, session) in self.peers {
