@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: [`config`] → [`engine`] (scheduling, rise/fall, the
 //! desired route set) → [`backend`] (reconcile desired against announced).
-//! [`checks`] know nothing of routes; backends know nothing of checks.
+//! [`checks`] know nothing of routes; backends know nothing of checks; both
+//! sides of the engine–backend seam share the leaf [`route`].
 //! [`metrics`] and [`status`] report what the engine and the backends did.
 
 pub mod backend;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod route;
 pub mod status;
 
 /// Selects ring as rustls's crypto provider, once per process. Every TLS

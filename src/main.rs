@@ -242,6 +242,7 @@ async fn bird_flush(cli: &Cli) -> Result<u8, Failure> {
 async fn run(cli: &Cli) -> Result<u8, Failure> {
     let (config, prepared) = load(cli)?;
     log_warnings(&config);
+    raise_file_limit();
     let backend = backend::build(&config).map_err(config_failure)?;
     let runtime_failure = |error: anyhow::Error| Failure {
         code: EXIT_DOWN_OR_PEER_GONE,
@@ -288,7 +289,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         ready: Some(ready_tx),
         heartbeat: watchdog(),
     };
-    let engine_task = tokio::spawn(engine::run(
+    let mut engine_task = tokio::spawn(engine::run(
         config,
         prepared,
         desired_tx,
@@ -296,11 +297,12 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         stop_engine.clone(),
         hooks,
     ));
+    let shutdown_bound = backend.shutdown_bound() + Duration::from_secs(1);
     let mut backend_task = tokio::spawn(backend.run(desired_rx, stop_backend.clone()));
 
-    // Until every service has its first verdict: systemd waits for READY=1.
+    // Until a signal or a fault: systemd waits for READY=1 meanwhile.
     let mut ready_rx = Some(ready_rx);
-    let early_end = loop {
+    let end = loop {
         tokio::select! {
             first = until_ready(&mut ready_rx) => {
                 ready_rx = None;
@@ -319,30 +321,63 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
             }
-            _ = terminate.recv() => break None,
-            _ = interrupt.recv() => break None,
-            result = &mut backend_task => break Some(result),
+            _ = terminate.recv() => break End::Signal,
+            _ = interrupt.recv() => break End::Signal,
+            result = &mut backend_task => break End::Backend(result),
+            // The engine and the listener run until we stop them: ending
+            // on their own is a fault (a panic, most likely).
+            result = &mut engine_task => break End::Fault("engine", join_failure(result)),
+            result = until_done(&mut metrics_task) => {
+                metrics_task = None;
+                break End::Fault("metrics listener", join_failure(result));
+            }
         }
     };
     notify(&[sd_notify::NotifyState::Stopping]);
+    match &end {
+        End::Signal => tracing::info!("shutting down: withdrawing routes"),
+        End::Fault(task, why) => tracing::error!(
+            task = *task,
+            reason = %why,
+            "internal fault: withdrawing routes and exiting so the service manager restarts anycastd"
+        ),
+        End::Backend(_) => {}
+    }
 
     stop_engine.cancel();
-    let _ = engine_task.await;
-    let result = match early_end {
-        Some(result) => result,
-        None => {
-            tracing::info!("shutting down: withdrawing routes");
+    stop_metrics.cancel();
+    // Nothing the other side does may hold the exit past this.
+    let deadline = tokio::time::Instant::now() + shutdown_bound;
+    if !engine_task.is_finished() {
+        let _ = tokio::time::timeout_at(deadline, &mut engine_task).await;
+    }
+    let fault = match &end {
+        End::Fault(task, why) => Some(format!("internal fault in the {task}: {why}")),
+        _ => None,
+    };
+    let result = match end {
+        End::Backend(result) => result,
+        End::Signal | End::Fault(..) => {
             stop_backend.cancel();
             tokio::select! {
                 result = &mut backend_task => result,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        bound = %format_duration(shutdown_bound),
+                        "the backend did not finish withdrawing in time; exiting anyway"
+                    );
+                    Ok(Ok(()))
+                }
                 _ = terminate.recv() => std::process::exit(1),
                 _ = interrupt.recv() => std::process::exit(1),
             }
         }
     };
-    stop_metrics.cancel();
-    if let Some(task) = metrics_task {
-        let _ = task.await;
+    if let Some(task) = metrics_task.take() {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
+    if let Some(fault) = fault {
+        return Err(runtime_failure(anyhow::anyhow!(fault)));
     }
     match result {
         Ok(Ok(())) => Ok(0),
@@ -352,8 +387,50 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         }
         Ok(Err(e)) => Err(runtime_failure(e.into())),
         Err(join) => Err(runtime_failure(anyhow::anyhow!(
-            "backend task failed: {join}"
+            "internal fault in the backend: {}",
+            join_failure::<()>(Err(join))
         ))),
+    }
+}
+
+/// Why `run` stopped waiting.
+enum End {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// The backend returned on its own (ExaBGP went away, or a fault).
+    Backend(Result<Result<(), BackendError>, tokio::task::JoinError>),
+    /// A task that should run until stopped ended: which one, and why.
+    Fault(&'static str, String),
+}
+
+/// A task's end described for the log: its panic message, or that it ended.
+fn join_failure<T>(result: Result<T, tokio::task::JoinError>) -> String {
+    match result {
+        Ok(_) => "it ended on its own".to_string(),
+        Err(e) if e.is_panic() => {
+            format!("it panicked: {}", engine::panic_message(&*e.into_panic()))
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Waits for an optional task; never resolves without one.
+async fn until_done<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: each check holds a
+/// socket while it runs, and the default soft limit (1024) is near what
+/// 1,000 services need. Failing to raise it is worth a warning, not an exit.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

@@ -5,8 +5,10 @@
 //! Names follow the Go anycastd where the meaning is the same
 //! (`anycastd_up`, `anycastd_service_up`, `anycastd_check_duration_seconds`).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -57,6 +59,9 @@ pub const BGP_MESSAGES: &str = "anycastd_bgp_messages_total";
 pub const BGP_PREFIXES: &str = "anycastd_bgp_prefixes_announced";
 /// native: seconds since the session was established.
 pub const BGP_UPTIME: &str = "anycastd_bgp_session_uptime_seconds";
+/// The metrics/status listener could not accept a connection (usually: out
+/// of file descriptors).
+pub const LISTENER_ACCEPT_ERRORS: &str = "anycastd_listener_accept_errors_total";
 /// Config reloads; label `result` (`ok` or `error`).
 pub const CONFIG_RELOADS: &str = "anycastd_config_reloads_total";
 /// tls_certificate: seconds until the tested certificate's NotAfter, negative
@@ -124,6 +129,10 @@ fn describe() {
         "Seconds from a verdict changing the desired routes to the backend passing the change on"
     );
     describe_counter!(CONFIG_RELOADS, "Configuration reloads (SIGHUP), by result");
+    describe_counter!(
+        LISTENER_ACCEPT_ERRORS,
+        "Connections the metrics listener failed to accept"
+    );
     describe_gauge!(
         BGP_SESSION_STATE,
         "BGP session state: 1 idle, 2 connect, 3 active, 4 opensent, 5 openconfirm, 6 established"
@@ -339,7 +348,22 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
+/// Connections the listener serves at once. A scrape or a `status` call
+/// takes one for milliseconds; idle ones past this are closed, oldest first.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most a connection may live, whatever the client does.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(15);
+
 /// Serves `/metrics` and `/status` until `shutdown` is cancelled.
+///
+/// Nothing a client does may take resources from the checks and backends:
+/// at most [`MAX_CONNECTIONS`] are open (a new one closes the oldest, so
+/// idle connections cannot lock scrapes out and the process never runs out
+/// of file descriptors because of us), one request per connection (no
+/// keep-alive), headers within [`HEADER_TIMEOUT`], and every connection
+/// closed after [`CONNECTION_LIFETIME`].
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
@@ -347,6 +371,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let mut open: VecDeque<tokio::task::AbortHandle> = VecDeque::new();
+    let mut accept_failing = false;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -355,23 +381,42 @@ pub async fn serve(
         let (stream, _) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                tracing::warn!(error = %e, "metrics listener: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // EMFILE and friends repeat until something else frees a
+                // descriptor: log the fault once, not every retry.
+                metrics::counter!(LISTENER_ACCEPT_ERRORS).increment(1);
+                if !accept_failing {
+                    accept_failing = true;
+                    tracing::warn!(error = %e, "metrics listener: accept failed; retrying every 100ms");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        if accept_failing {
+            accept_failing = false;
+            tracing::info!("metrics listener: accepting again");
+        }
+        while connections.try_join_next().is_some() {}
+        open.retain(|c| !c.is_finished());
+        while open.len() >= MAX_CONNECTIONS {
+            if let Some(oldest) = open.pop_front() {
+                oldest.abort();
+            }
+        }
         let (handle, status) = (handle.clone(), status.clone());
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let (handle, status) = (handle.clone(), status.clone());
             async move { Ok::<_, Infallible>(respond(&request, &handle, &status)) }
         });
-        connections.spawn(async move {
+        open.push_back(connections.spawn(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(io, service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+        }));
     }
     connections.shutdown().await;
 }
@@ -407,5 +452,82 @@ fn respond(
             "text/plain",
             "not found; try /metrics or /status\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn get(address: SocketAddr, path: &str) -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+
+    async fn start() -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            handle,
+            StatusBoard::new(),
+            shutdown.clone(),
+        ));
+        (address, shutdown, server)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_cannot_lock_out_a_scrape() {
+        let (address, shutdown, server) = start().await;
+        let reply = tokio::task::spawn_blocking(move || {
+            // Four times the cap, each connected and silent.
+            let idle: Vec<std::net::TcpStream> = (0..4 * MAX_CONNECTIONS)
+                .map(|_| std::net::TcpStream::connect(address).unwrap())
+                .collect();
+            let reply = get(address, "/status");
+            // The oldest idle ones were closed to make room.
+            let mut first = &idle[0];
+            first
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let closed = matches!(first.read(&mut [0u8; 1]), Ok(0) | Err(_));
+            (reply, closed)
+        })
+        .await
+        .unwrap();
+        let (reply, oldest_closed) = reply;
+        let reply = reply.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("\"services\""), "{reply}");
+        assert!(oldest_closed);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_never_sends_headers_is_closed() {
+        let (address, shutdown, server) = start().await;
+        let waited = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            stream.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+            stream.set_read_timeout(Some(HEADER_TIMEOUT * 3)).unwrap();
+            let started = std::time::Instant::now();
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply);
+            started.elapsed()
+        })
+        .await
+        .unwrap();
+        assert!(waited < HEADER_TIMEOUT * 2, "{waited:?}");
+        shutdown.cancel();
+        server.await.unwrap();
     }
 }

@@ -243,6 +243,15 @@ impl StatusBoard {
         });
     }
 
+    /// Records a state change that came without a round (a stale service).
+    pub fn set_state(&self, service: &str, state: ServiceState) {
+        self.write(|report| {
+            if let Some(entry) = report.services.iter_mut().find(|s| s.name == service) {
+                entry.state = state.into();
+            }
+        });
+    }
+
     pub fn set_desired(&self, routes: &BTreeSet<IpNet>) {
         self.write(|report| report.routes.desired.clone_from(routes));
     }

@@ -123,6 +123,16 @@ fn local_files_pass_and_fail_with_reasons() {
     let mut not_yet = leaf_params("svc.example", &SANS);
     not_yet.not_before = date_time_ymd(2099, 1, 1);
     let not_yet = sign(not_yet, &test_ca);
+    // Valid for about two more years: less than min_valid_for's maximum, 10 years.
+    let this_year = 1970
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952;
+    let mut short = leaf_params("svc.example", &SANS);
+    short.not_after = date_time_ymd(this_year as i32 + 2, 1, 1);
+    let short = sign(short, &test_ca);
     let wrong_cn = sign(leaf_params("other.example", &SANS), &test_ca);
     let missing_san = sign(
         leaf_params("svc.example", &["svc.example", "127.0.0.1"]),
@@ -152,7 +162,7 @@ fn local_files_pass_and_fail_with_reasons() {
             write(d, "wrongissuer.pem", &[&wrong_issuer.pem]),
         ),
         ("allca", write(d, "allca.pem", &[&ca_pem, &other_ca.pem()])),
-        ("minvalid", write(d, "minvalid.pem", &[&valid.pem])),
+        ("minvalid", write(d, "minvalid.pem", &[&short.pem])),
         (
             "missing",
             d.join("absent.pem").to_str().unwrap().to_string(),
@@ -162,7 +172,7 @@ fn local_files_pass_and_fail_with_reasons() {
         .iter()
         .map(|(name, path)| {
             let extra = if *name == "minvalid" {
-                ", min_valid_for: 40000d"
+                ", min_valid_for: 3650d"
             } else {
                 ""
             };
@@ -216,7 +226,10 @@ fn local_files_pass_and_fail_with_reasons() {
     let reason = fails("minvalid");
     assert!(
         reason.starts_with(r#"certificate CN="svc.example" expires in "#)
-            && reason.ends_with("(2100-01-01T00:00:00Z), less than min_valid_for 40000d"),
+            && reason.ends_with(&format!(
+                "({}-01-01T00:00:00Z), less than min_valid_for 3650d",
+                this_year + 2
+            )),
         "{reason}"
     );
     let reason = fails("missing");

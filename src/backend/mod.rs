@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackendKind, Config};
-use crate::engine::DesiredRoutes;
+use crate::route::DesiredRoutes;
 
 /// Why a backend stopped running.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,13 @@ pub type BackendFuture = Pin<Box<dyn Future<Output = Result<(), BackendError>> +
 pub trait Backend: Send {
     /// Short name used in logs and metric labels.
     fn name(&self) -> &'static str;
+
+    /// The longest its goodbye (withdraw everything, make sure it arrived)
+    /// may take once `shutdown` is cancelled. The daemon exits after this
+    /// plus a second, whatever the other side does.
+    fn shutdown_bound(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 
     /// Reconciles every value `desired` takes until `shutdown` is cancelled,
     /// then withdraws everything it announced and returns.

@@ -51,6 +51,15 @@ pub struct AttemptPolicy {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl AttemptPolicy {
+    /// The longest a round of this check can take: every try timing out,
+    /// with the pauses between them.
+    pub fn worst_case(&self) -> Duration {
+        let tries = u32::from(self.tries.max(1));
+        self.timeout
+            .saturating_mul(tries)
+            .saturating_add(self.interval.saturating_mul(tries - 1))
+    }
+
     pub fn for_spec(spec: &CheckSpec) -> AttemptPolicy {
         let policy = |tries: u8, interval: Duration, timeout: Duration| AttemptPolicy {
             tries,

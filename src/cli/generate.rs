@@ -51,8 +51,10 @@ pub const MANUAL: &[Section] = &[
                 "For check: a service is down. For status: a service is down or not decided \
                  yet. For run: the backend's peer went away (ExaBGP closed anycastd's standard input or \
                  output; ExaBGP restarts its helper), a fault at start such as the metrics \
-                 address being in use, or a second SIGTERM or SIGINT during shutdown. For \
-                 bird-flush: BIRD could not be updated.",
+                 address being in use, an internal fault (a task panicked or ended: routes are \
+                 withdrawn first, so that the service manager restarts a clean process), or a \
+                 second SIGTERM or SIGINT during shutdown. For bird-flush: BIRD could not be \
+                 updated.",
             ),
             Item(
                 "2",

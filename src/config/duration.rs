@@ -10,17 +10,32 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A duration read from the config file. Always written back in Go syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct ConfigDuration(pub Duration);
+/// The longest duration most config keys take: one day. Every interval,
+/// timeout and hold time is at most this, so no deadline computed from them
+/// can overflow (see [`ConfigDuration`]).
+pub const MAX_SECS: u64 = 86_400;
 
-impl ConfigDuration {
+/// The longest `tls_certificate` `min_valid_for`: ten years.
+pub const MAX_LONG_SECS: u64 = 3_650 * 86_400;
+
+/// A duration read from the config file, at most `MAX` seconds (one day by
+/// default). Always written back in Go syntax.
+///
+/// The bound is checked when the file is decoded, so a value past it is a
+/// config error naming its key path, never a panic in timer arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ConfigDuration<const MAX: u64 = MAX_SECS>(pub Duration);
+
+/// A duration key that may exceed a day (`min_valid_for`).
+pub type LongDuration = ConfigDuration<MAX_LONG_SECS>;
+
+impl<const MAX: u64> ConfigDuration<MAX> {
     pub fn get(self) -> Duration {
         self.0
     }
 }
 
-impl From<Duration> for ConfigDuration {
+impl<const MAX: u64> From<Duration> for ConfigDuration<MAX> {
     fn from(d: Duration) -> Self {
         Self(d)
     }
@@ -41,6 +56,8 @@ pub enum DurationError {
     ExpectedNumber(String),
     #[error("duration is too large")]
     Overflow,
+    #[error("longer than the maximum of {}", format_duration(Duration::from_secs(*.0)))]
+    TooLong(u64),
 }
 
 /// Parses Go duration syntax plus `d`. `"0"` is accepted, as in Go.
@@ -150,22 +167,22 @@ fn trim_fraction(value: u128, unit: u128, suffix: &str) -> String {
     format!("{whole}.{}{suffix}", digits.trim_end_matches('0'))
 }
 
-impl fmt::Display for ConfigDuration {
+impl<const MAX: u64> fmt::Display for ConfigDuration<MAX> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&format_duration(self.0))
     }
 }
 
-impl Serialize for ConfigDuration {
+impl<const MAX: u64> Serialize for ConfigDuration<MAX> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format_duration(self.0))
     }
 }
 
-struct DurationVisitor;
+struct DurationVisitor<const MAX: u64>;
 
-impl Visitor<'_> for DurationVisitor {
-    type Value = ConfigDuration;
+impl<const MAX: u64> Visitor<'_> for DurationVisitor<MAX> {
+    type Value = ConfigDuration<MAX>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a duration string with a unit, such as \"5s\" or \"250ms\"")
@@ -173,7 +190,13 @@ impl Visitor<'_> for DurationVisitor {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         parse_duration(v)
-            .map(ConfigDuration)
+            .and_then(|d| {
+                if d > Duration::from_secs(MAX) {
+                    Err(DurationError::TooLong(MAX))
+                } else {
+                    Ok(ConfigDuration(d))
+                }
+            })
             .map_err(|e| E::custom(format!("invalid duration \"{v}\": {e}")))
     }
 
@@ -197,9 +220,9 @@ fn bare_number(n: &str) -> String {
     )
 }
 
-impl<'de> Deserialize<'de> for ConfigDuration {
+impl<'de, const MAX: u64> Deserialize<'de> for ConfigDuration<MAX> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(DurationVisitor)
+        deserializer.deserialize_any(DurationVisitor::<MAX>)
     }
 }
 
@@ -240,6 +263,22 @@ mod tests {
             parse_duration("99999999999999999999999h"),
             Err(DurationError::Overflow)
         );
+    }
+
+    #[test]
+    fn durations_past_their_maximum_are_rejected() {
+        let day: ConfigDuration = serde_json::from_str("\"24h\"").unwrap();
+        assert_eq!(day.get(), Duration::from_secs(86_400));
+        let err = serde_json::from_str::<ConfigDuration>("\"24h0m1s\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid duration \"24h0m1s\": longer than the maximum of 24h0m0s"),
+            "{err}"
+        );
+        assert!(serde_json::from_str::<ConfigDuration>("\"150000000000000d\"").is_err());
+        let long: LongDuration = serde_json::from_str("\"365d\"").unwrap();
+        assert_eq!(long.get(), Duration::from_secs(365 * 86_400));
+        assert!(serde_json::from_str::<LongDuration>("\"3651d\"").is_err());
     }
 
     #[test]

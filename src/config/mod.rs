@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use duration::{ConfigDuration, format_duration, parse_duration};
+pub use duration::{
+    ConfigDuration, LongDuration, MAX_SECS as MAX_DURATION_SECS, format_duration, parse_duration,
+};
 pub use model::{BackendKind, BirdFormat, BirdRouteKind, CheckKind};
 pub(crate) use resolve::split_host_port;
 pub use resolve::{
@@ -137,11 +139,42 @@ pub fn load_str(
     resolve::resolve(raw, file, backend).map_err(invalid)
 }
 
+/// The most YAML nodes (scalars, sequences, mappings) a config may hold. A
+/// service with one check is about 14 nodes, so this is room for about
+/// 300,000 services; the parser's default (250,000) stopped at about 17,800.
+pub const YAML_MAX_NODES: usize = 5_000_000;
+
+/// serde-saphyr's defaults, with the node and event budgets raised so large
+/// generated configs load. The budgets still bound what a hostile file
+/// (an alias bomb) can make us allocate.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    if let Some(budget) = options.budget.as_mut() {
+        budget.max_nodes = YAML_MAX_NODES;
+        budget.max_events = 4 * YAML_MAX_NODES;
+        budget.max_total_scalar_bytes = 256 << 20;
+    }
+    options
+}
+
 fn parse_tree(text: &str, format: Format) -> Result<serde_json::Value, String> {
     let tree = match format {
         Format::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?,
-        Format::Yaml => serde_saphyr::from_str::<serde_json::Value>(text)
-            .map_err(|e| format!("invalid YAML: {e}"))?,
+        Format::Yaml => serde_saphyr::from_str_with_options::<serde_json::Value>(
+            text,
+            yaml_options(),
+        )
+        .map_err(|e| {
+            let message = e.to_string();
+            if message.contains("budget") {
+                format!(
+                    "invalid YAML: {message} (anycastd reads at most {YAML_MAX_NODES} YAML nodes, \
+                         about 300,000 services; JSON has no such limit)"
+                )
+            } else {
+                format!("invalid YAML: {message}")
+            }
+        })?,
     };
     if tree.is_null() {
         return Err("the config file is empty".into());

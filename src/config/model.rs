@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::duration::ConfigDuration;
+use super::duration::{ConfigDuration, LongDuration};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -345,7 +345,7 @@ pub struct TlsCertificateSpec {
     pub issuer: Option<String>,
     /// Our addition: fail when the certificate expires sooner than this.
     #[serde(default)]
-    pub min_valid_for: Option<ConfigDuration>,
+    pub min_valid_for: Option<LongDuration>,
     /// Our addition: bounds the remote handshake (the original had none).
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,

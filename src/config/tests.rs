@@ -361,3 +361,37 @@ fn bird_prefix_set_names_must_be_symbols_and_differ() {
         )
     );
 }
+
+#[test]
+fn durations_past_a_day_name_their_key() {
+    let huge = BASE.replace("interval: 100ms", "interval: 150000000000000d");
+    let (path, message) = problem(&huge);
+    assert_eq!(path, "services[0].checks[0].spec.interval");
+    assert!(
+        message.contains("longer than the maximum of 24h0m0s"),
+        "{message}"
+    );
+    let long = BASE.replace("timeout: 1s", "timeout: 25h");
+    let (path, message) = problem(&long);
+    assert_eq!(path, "services[0].checks[0].spec.timeout");
+    assert!(message.contains("maximum of 24h0m0s"), "{message}");
+    let shutdown = BASE.replace(
+        "  backend: exabgp\n",
+        "  backend: exabgp\n  exabgp: {shutdown_timeout: 1000000h}\n",
+    );
+    let (path, _) = problem(&shutdown);
+    assert_eq!(path, "announcer.exabgp.shutdown_timeout");
+    assert!(yaml(&BASE.replace("check_interval: 1s", "check_interval: 24h")).is_ok());
+}
+
+#[test]
+fn a_large_yaml_config_loads() {
+    let mut text =
+        String::from("announcer: {backend: exabgp, routes: [192.0.2.1/32]}\nservices:\n");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "  - name: s{i}\n    check_interval: 1s\n    checks:\n      - kind: assigned_address\n        spec: {{ipv4: 127.0.0.1}}\n"
+        ));
+    }
+    assert_eq!(yaml(&text).unwrap().services.len(), 20_000);
+}

@@ -5,7 +5,8 @@
 use crate::config::Strategy;
 
 /// What the engine believes about a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ServiceState {
     /// No decision yet (startup, or rise/fall not yet reached from startup).
     Unknown,
@@ -81,6 +82,17 @@ impl Hysteresis {
     pub fn retune(&mut self, rise: u32, fall: u32) {
         self.rise = rise.max(1);
         self.fall = fall.max(1);
+    }
+
+    /// Down now, whatever the streak: the service can no longer be vouched
+    /// for (its verdicts stopped). Returns the new state if it changed.
+    pub fn force_down(&mut self) -> Option<ServiceState> {
+        self.streak = 0;
+        if self.state == ServiceState::Down {
+            return None;
+        }
+        self.state = ServiceState::Down;
+        Some(ServiceState::Down)
     }
 
     /// Feeds one round's verdict; returns the new state if it changed.
@@ -178,6 +190,17 @@ mod tests {
         assert_eq!(h.observe(false), None);
         assert_eq!(h.state(), ServiceState::Unknown);
         assert_eq!(h.observe(false), Some(ServiceState::Down));
+    }
+
+    #[test]
+    fn force_down_skips_fall_and_needs_rise_to_come_back() {
+        let mut h = Hysteresis::new(2, 3);
+        h.observe(true);
+        assert_eq!(h.observe(true), Some(ServiceState::Up));
+        assert_eq!(h.force_down(), Some(ServiceState::Down));
+        assert_eq!(h.force_down(), None);
+        assert_eq!(h.observe(true), None);
+        assert_eq!(h.observe(true), Some(ServiceState::Up));
     }
 
     #[test]

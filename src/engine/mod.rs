@@ -1,24 +1,30 @@
 //! The engine owns time and health: one task per service runs its checks
-//! every `check_interval` (start to start), and one core loop owns every
-//! service's state, turns verdicts into the desired route set and publishes
-//! it on a watch channel for the backend.
+//! every `check_interval` (start to start); the engine loop feeds what they
+//! report to [`core::Core`], the one owner of every service's state, and
+//! carries out what it decides: publish the desired route set on a watch
+//! channel for the backend, start and stop service tasks, log transitions.
 //!
 //! ```text
-//!  service task ─┐ RoundReport
-//!  service task ─┼──────────────► core loop (RouteBook) ──watch──► backend
-//!  service task ─┘                    ▲
-//!                         Reload ─────┘ (SIGHUP, from main)
+//!  service task ─┐ RoundReport            ┌─────────────┐
+//!  service task ─┼───────────────► loop ──►│ Core (pure) │
+//!  service task ─┘  task ended ──►  │  ◄───│  Outputs    │
+//!        ▲           Tick (timer) ─►│      └─────────────┘
+//!        └── Spawn / Stop ──────────┤
+//!            Reload (SIGHUP) ──────►│──watch──► backend (DesiredRoutes)
+//!                                   └──► status board, metrics, logs
 //! ```
 //!
-//! Besides the desired routes, the core loop can report to the rest of the
-//! process through [`EngineHooks`]: the status board behind `GET /status`,
-//! a one-shot signal once every service has its first verdict (systemd's
+//! Besides the desired routes, the loop reports to the rest of the process
+//! through [`EngineHooks`]: the status board behind `GET /status`, a
+//! one-shot signal once every service has its first verdict (systemd's
 //! READY=1), and a heartbeat called from the loop itself (systemd's
 //! watchdog), so a stuck loop stops beating.
 //!
-//! Each service task is owned by its entry in the core loop: dropping the
-//! entry (service removed or changed on reload, or shutdown) aborts it.
+//! Service tasks live in a `JoinSet` owned by the loop: a task that ends or
+//! panics is an input to the core (the service goes Down and is restarted),
+//! and dropping the loop aborts them all.
 
+pub mod core;
 pub mod health;
 pub mod routes;
 pub mod runner;
@@ -29,15 +35,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+pub use self::core::{Core, Input, Output};
+pub use crate::route::DesiredRoutes;
 pub use health::ServiceState;
-pub use routes::{DesiredRoutes, RouteBook, Transition};
-pub use runner::{CheckOutcome, PrepareError, PreparedService, RoundOutcome, prepare, run_round};
+pub use routes::{RouteBook, Transition};
+pub use runner::{
+    CheckOutcome, PrepareError, PreparedService, RoundOutcome, panic_message, prepare, run_round,
+};
 
-use crate::config::{Config, ServiceConfig};
+use crate::config::Config;
 use crate::metrics;
 use crate::status::StatusBoard;
 
@@ -74,19 +84,103 @@ struct RoundReport {
     outcome: RoundOutcome,
 }
 
-/// Aborts the task when dropped, so a task never outlives its owner.
-struct OwnedTask(JoinHandle<()>);
-
-impl Drop for OwnedTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// The service task running for a service now.
+struct Running {
+    epoch: u64,
+    task: AbortHandle,
 }
 
-struct ServiceEntry {
-    config: Arc<ServiceConfig>,
-    epoch: u64,
-    _task: OwnedTask,
+/// The engine loop's I/O side: the tasks it runs and where outputs go.
+struct Carrier {
+    started: tokio::time::Instant,
+    /// Each service's checks, ready to hand to a (re)started task.
+    prepared: HashMap<String, PreparedService>,
+    tasks: JoinSet<()>,
+    /// Which service and epoch each task in `tasks` runs.
+    task_ids: HashMap<tokio::task::Id, (String, u64)>,
+    running: HashMap<String, Running>,
+    reports: mpsc::Sender<RoundReport>,
+    desired: watch::Sender<DesiredRoutes>,
+    hooks: EngineHooks,
+}
+
+impl Carrier {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Carries out the core's outputs; `decided_at` is when the inputs
+    /// behind them happened (for the route change latency).
+    fn carry_out(&mut self, outputs: Vec<Output>, decided_at: Instant) {
+        for output in outputs {
+            match output {
+                Output::Spawn { service, epoch } => self.spawn(&service, epoch),
+                Output::Stop { service } => {
+                    if let Some(running) = self.running.remove(&service) {
+                        running.task.abort();
+                    }
+                    self.prepared.remove(&service);
+                }
+                Output::Transition {
+                    service,
+                    from,
+                    to,
+                    reason,
+                } => {
+                    log_transition(&service, from, to, &reason);
+                    if let Some(status) = &self.hooks.status {
+                        status.set_state(&service, to);
+                    }
+                }
+                Output::Publish { routes } => {
+                    if let Some(status) = &self.hooks.status {
+                        status.set_desired(&routes);
+                    }
+                    metrics::routes_desired(routes.len());
+                    self.desired.send_modify(|desired| {
+                        desired.routes = routes;
+                        desired.changed_at = Some(decided_at);
+                    });
+                }
+                Output::Configured { .. } => {}
+                Output::Ready => {
+                    self.desired.send_modify(|desired| desired.decided = true);
+                    if let Some(ready) = self.hooks.ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, service: &str, epoch: u64) {
+        if let Some(previous) = self.running.remove(service) {
+            previous.task.abort();
+        }
+        let Some(prepared) = self.prepared.get(service).cloned() else {
+            return;
+        };
+        let count = self.prepared.len();
+        let handle = self
+            .tasks
+            .spawn(service_task(prepared, count, epoch, self.reports.clone()));
+        self.task_ids
+            .insert(handle.id(), (service.to_string(), epoch));
+        self.running.insert(
+            service.to_string(),
+            Running {
+                epoch,
+                task: handle,
+            },
+        );
+    }
+
+    /// Whether a report comes from the service's current task.
+    fn current(&self, report: &RoundReport) -> bool {
+        self.running
+            .get(&report.service)
+            .is_some_and(|r| r.epoch == report.epoch)
+    }
 }
 
 /// Runs the engine until `shutdown` is cancelled. The desired route set is
@@ -100,136 +194,169 @@ pub async fn run(
     mut hooks: EngineHooks,
 ) {
     let (report_tx, mut reports) = mpsc::channel::<RoundReport>(1024);
-    let mut book = RouteBook::new(&config);
     if let Some(status) = &hooks.status {
         status.apply_config(&config);
     }
-    // Services still waiting for their first round, for `hooks.ready`.
-    let mut first_round_pending: HashSet<String> =
-        config.services.iter().map(|s| s.name.clone()).collect();
+    for service in &services {
+        metrics::service_up(&service.config.name, false);
+    }
     let mut heartbeat = hooks.heartbeat.take().map(|h| {
         // `interval` panics on zero.
         let mut ticker = tokio::time::interval(h.period.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         (ticker, h)
     });
-    let mut entries: HashMap<String, ServiceEntry> = HashMap::new();
-    let mut next_epoch = 0u64;
-    let count = services.len();
-    for service in services {
-        metrics::service_up(&service.config.name, false);
-        next_epoch += 1;
-        let entry = spawn_service(service, count, next_epoch, report_tx.clone());
-        entries.insert(entry.config.name.clone(), entry);
-    }
+    let mut carrier = Carrier {
+        started: tokio::time::Instant::now(),
+        prepared: services
+            .into_iter()
+            .map(|s| (s.config.name.clone(), s))
+            .collect(),
+        tasks: JoinSet::new(),
+        task_ids: HashMap::new(),
+        running: HashMap::new(),
+        reports: report_tx,
+        desired,
+        hooks,
+    };
+    let mut core = Core::new();
+    let outputs = core.handle(carrier.now(), Input::Configure(Arc::new(config)));
+    carrier.carry_out(outputs, Instant::now());
 
     loop {
+        let deadline = core.next_deadline().map(|d| carrier.started + d);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = beat(&mut heartbeat) => {}
             Some(report) = reports.recv() => {
-                // Take every report already waiting, then publish once: many
-                // services flipping together become one change for the backend.
+                // Take every report already waiting, then carry out once:
+                // many services flipping together become one change for the
+                // backend.
                 let decided_at = report.outcome.finished_at;
-                let mut transitioned = false;
+                let mut outputs = Vec::new();
                 let mut next = Some(report);
                 while let Some(report) = next {
-                    if entries.get(&report.service).map(|e| e.epoch) == Some(report.epoch) {
+                    if carrier.current(&report) {
                         record_round(&report);
-                        if let Some(transition) = book.observe(&report.service, report.outcome.passed) {
-                            log_transition(&transition, &report.outcome);
-                            transitioned = true;
-                        }
-                        if let (Some(status), Some(state)) = (&hooks.status, book.state(&report.service)) {
+                        outputs.extend(core.handle(carrier.now(), Input::Round {
+                            service: report.service.clone(),
+                            epoch: report.epoch,
+                            passed: report.outcome.passed,
+                            reason: report.outcome.failure_summary(),
+                        }));
+                        if let (Some(status), Some(state)) =
+                            (&carrier.hooks.status, core.state(&report.service))
+                        {
                             status.record_round(&report.service, &report.outcome, state);
                         }
-                        first_round_pending.remove(&report.service);
                     }
                     next = reports.try_recv().ok();
                 }
-                // Only a state change can change the routes: a steady round
-                // costs no walk over every route.
-                if transitioned {
-                    publish(&book, &desired, decided_at, hooks.status.as_ref());
+                keep_last_publish(&mut outputs);
+                carrier.carry_out(outputs, decided_at);
+            }
+            Some(joined) = carrier.tasks.join_next_with_id() => {
+                let (id, panic) = match joined {
+                    Ok((id, ())) => (id, None),
+                    Err(e) if e.is_panic() => {
+                        let id = e.id();
+                        (id, Some(panic_message(&*e.into_panic()).to_string()))
+                    }
+                    // Aborted by us: a replaced or removed task.
+                    Err(e) => {
+                        carrier.task_ids.remove(&e.id());
+                        continue;
+                    }
+                };
+                if let Some((service, epoch)) = carrier.task_ids.remove(&id) {
+                    let outputs = core.handle(carrier.now(), Input::TaskEnded { service, epoch, panic });
+                    carrier.carry_out(outputs, Instant::now());
                 }
-                signal_ready(&mut hooks.ready, &first_round_pending);
+            }
+            _ = sleep_until(deadline) => {
+                let outputs = core.handle(carrier.now(), Input::Tick);
+                carrier.carry_out(outputs, Instant::now());
             }
             Some(command) = commands.recv() => match command {
                 EngineCommand::Reload(new_config, prepared) => {
-                    let mut kept = 0;
-                    let mut fresh = HashMap::new();
-                    let count = prepared.len();
-                    for service in prepared {
-                        let name = service.config.name.clone();
-                        match entries.remove(&name) {
-                            Some(entry) if entry.config == service.config => {
-                                kept += 1;
-                                fresh.insert(name, entry);
-                            }
-                            _ => {
-                                next_epoch += 1;
-                                fresh.insert(
-                                    name,
-                                    spawn_service(service, count, next_epoch, report_tx.clone()),
-                                );
-                            }
-                        }
-                    }
-                    // Whatever is left in `entries` was removed; dropping aborts it.
-                    let removed = entries.len();
-                    entries = fresh;
-                    book.apply_config(&new_config);
-                    if let Some(status) = &hooks.status {
+                    if let Some(status) = &carrier.hooks.status {
                         status.apply_config(&new_config);
                     }
-                    first_round_pending.retain(|name| entries.contains_key(name));
-                    tracing::info!(
-                        file = %new_config.source.display(),
-                        services = entries.len(),
-                        unchanged = kept,
-                        removed,
-                        "configuration reloaded"
-                    );
-                    publish(&book, &desired, Instant::now(), hooks.status.as_ref());
-                    signal_ready(&mut hooks.ready, &first_round_pending);
+                    let source = new_config.source.clone();
+                    let names: HashSet<String> =
+                        prepared.iter().map(|p| p.config.name.clone()).collect();
+                    carrier.prepared.retain(|name, _| names.contains(name));
+                    for service in prepared {
+                        // A kept service keeps its running task (and its checks).
+                        carrier
+                            .prepared
+                            .entry(service.config.name.clone())
+                            .and_modify(|p| {
+                                if p.config != service.config {
+                                    *p = service.clone();
+                                }
+                            })
+                            .or_insert(service);
+                    }
+                    let outputs = core.handle(carrier.now(), Input::Configure(Arc::new(new_config)));
+                    for output in &outputs {
+                        if let Output::Configured { services, unchanged, removed } = output {
+                            tracing::info!(
+                                file = %source.display(),
+                                services,
+                                unchanged,
+                                removed,
+                                "configuration reloaded"
+                            );
+                        }
+                    }
+                    carrier.carry_out(outputs, Instant::now());
                 }
             },
         }
     }
-    drop(entries);
+    carrier.tasks.shutdown().await;
 }
 
-fn spawn_service(
+/// Only the last route set of a batch matters to the backend.
+fn keep_last_publish(outputs: &mut Vec<Output>) {
+    let last = outputs
+        .iter()
+        .rposition(|o| matches!(o, Output::Publish { .. }));
+    let mut at = 0;
+    outputs.retain(|o| {
+        let keep = !matches!(o, Output::Publish { .. }) || Some(at) == last;
+        at += 1;
+        keep
+    });
+}
+
+/// One service's rounds, every `check_interval` start to start, reported
+/// to the engine loop until it is aborted.
+async fn service_task(
     service: PreparedService,
     services: usize,
     epoch: u64,
     reports: mpsc::Sender<RoundReport>,
-) -> ServiceEntry {
-    let config = service.config.clone();
-    let task = tokio::spawn(async move {
-        let interval = service.config.check_interval;
-        let start = tokio::time::Instant::now()
-            + schedule::offset(&service.config.name, interval, services);
-        let mut ticker = tokio::time::interval_at(start, interval);
-        // A round longer than the interval delays the next; rounds never overlap.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let outcome = run_round(&service).await;
-            let report = RoundReport {
-                service: service.config.name.clone(),
-                epoch,
-                outcome,
-            };
-            if reports.send(report).await.is_err() {
-                return;
-            }
+) {
+    let interval = service.config.check_interval;
+    let start =
+        tokio::time::Instant::now() + schedule::offset(&service.config.name, interval, services);
+    let mut ticker = tokio::time::interval_at(start, interval);
+    // A round longer than the interval delays the next; rounds never overlap.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let outcome = run_round(&service).await;
+        let report = RoundReport {
+            service: service.config.name.clone(),
+            epoch,
+            outcome,
+        };
+        if reports.send(report).await.is_err() {
+            // The engine loop is gone; so is the reason to run.
+            std::future::pending::<()>().await;
         }
-    });
-    ServiceEntry {
-        config,
-        epoch,
-        _task: OwnedTask(task),
     }
 }
 
@@ -247,19 +374,19 @@ fn record_round(report: &RoundReport) {
     }
 }
 
-fn log_transition(transition: &Transition, outcome: &RoundOutcome) {
-    metrics::service_up(&transition.service, transition.to == ServiceState::Up);
-    metrics::service_transition(&transition.service, transition.to.as_str());
-    match transition.to {
+fn log_transition(service: &str, from: ServiceState, to: ServiceState, reason: &str) {
+    metrics::service_up(service, to == ServiceState::Up);
+    metrics::service_transition(service, to.as_str());
+    match to {
         ServiceState::Up => tracing::info!(
-            service = %transition.service,
-            from = transition.from.as_str(),
+            service = %service,
+            from = from.as_str(),
             "service is up"
         ),
         _ => tracing::warn!(
-            service = %transition.service,
-            from = transition.from.as_str(),
-            reason = %outcome.failure_summary(),
+            service = %service,
+            from = from.as_str(),
+            reason = %reason,
             "service is down"
         ),
     }
@@ -276,37 +403,11 @@ async fn beat(heartbeat: &mut Option<(tokio::time::Interval, Heartbeat)>) {
     }
 }
 
-/// Fires `ready` once no service is waiting for its first round.
-fn signal_ready(ready: &mut Option<oneshot::Sender<()>>, pending: &HashSet<String>) {
-    if pending.is_empty()
-        && let Some(ready) = ready.take()
-    {
-        let _ = ready.send(());
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-}
-
-/// Publishes the desired set if it changed; `at` is when the change was decided.
-fn publish(
-    book: &RouteBook,
-    desired: &watch::Sender<DesiredRoutes>,
-    at: Instant,
-    status: Option<&StatusBoard>,
-) {
-    let routes = book.desired();
-    if let Some(status) = status {
-        status.set_desired(&routes);
-    }
-    desired.send_if_modified(|current| {
-        if current.routes == routes {
-            return false;
-        }
-        metrics::routes_desired(routes.len());
-        *current = DesiredRoutes {
-            routes,
-            changed_at: Some(at),
-        };
-        true
-    });
 }
 
 #[cfg(test)]
@@ -362,7 +463,7 @@ mod tests {
         let running = Arc::new(Mutex::new((0, 0)));
         let service = PreparedService {
             config: Arc::new(config.services[0].clone()),
-            checks: vec![PreparedCheck {
+            checks: Arc::new([PreparedCheck {
                 name: "slow".into(),
                 group: String::new(),
                 policy: AttemptPolicy {
@@ -375,7 +476,7 @@ mod tests {
                     starts: starts.clone(),
                     running: running.clone(),
                 }),
-            }],
+            }]),
         };
         let (desired, _rx) = watch::channel(DesiredRoutes::empty());
         let (_commands_tx, commands) = mpsc::channel(1);

@@ -2,31 +2,11 @@
 //! announced, free of I/O. This is the only place that maps health to routes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use ipnet::IpNet;
 
 use super::health::{Hysteresis, ServiceState};
 use crate::config::Config;
-
-/// The routes that should be announced now, as published to backends.
-///
-/// `changed_at` is when the verdict that produced this set was taken, so a
-/// backend can report how long the route change took to leave the process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredRoutes {
-    pub routes: BTreeSet<IpNet>,
-    pub changed_at: Option<Instant>,
-}
-
-impl DesiredRoutes {
-    pub fn empty() -> DesiredRoutes {
-        DesiredRoutes {
-            routes: BTreeSet::new(),
-            changed_at: None,
-        }
-    }
-}
 
 /// A service's state changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +83,17 @@ impl RouteBook {
         let health = &mut self.health[*self.index.get(service)?];
         let from = health.state();
         health.observe(passed).map(|to| Transition {
+            service: service.to_string(),
+            from,
+            to,
+        })
+    }
+
+    /// Takes `service` Down at once (see [`Hysteresis::force_down`]).
+    pub fn force_down(&mut self, service: &str) -> Option<Transition> {
+        let health = &mut self.health[*self.index.get(service)?];
+        let from = health.state();
+        health.force_down().map(|to| Transition {
             service: service.to_string(),
             from,
             to,

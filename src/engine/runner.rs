@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 
 use super::health::{CheckVerdict, round_passes};
@@ -18,10 +21,12 @@ pub struct PreparedCheck {
     pub check: Box<dyn Check>,
 }
 
-/// A service whose checks have all been built.
+/// A service whose checks have all been built. Cheap to clone: a
+/// restarted service task shares the checks of the one it replaces.
+#[derive(Clone)]
 pub struct PreparedService {
     pub config: Arc<ServiceConfig>,
-    pub checks: Vec<PreparedCheck>,
+    pub checks: Arc<[PreparedCheck]>,
 }
 
 /// A check that could not be built, with where it sits in the config.
@@ -58,7 +63,7 @@ pub fn prepare(services: &[ServiceConfig]) -> Result<Vec<PreparedService>, Vec<P
         }
         prepared.push(PreparedService {
             config: Arc::new(service.clone()),
-            checks,
+            checks: checks.into(),
         });
     }
     if errors.is_empty() {
@@ -110,12 +115,15 @@ pub async fn run_check(check: &PreparedCheck) -> CheckOutcome {
     let mut last_error = String::new();
     let mut passed = false;
     for attempt in 1..=tries {
-        match tokio::time::timeout(policy.timeout, check.check.attempt()).await {
-            Ok(Ok(())) => {
+        // A check that panics is a failed attempt, never a dead service.
+        let guarded = AssertUnwindSafe(check.check.attempt()).catch_unwind();
+        match tokio::time::timeout(policy.timeout, guarded).await {
+            Ok(Ok(Ok(()))) => {
                 passed = true;
                 break;
             }
-            Ok(Err(reason)) => last_error = reason,
+            Ok(Ok(Err(reason))) => last_error = reason,
+            Ok(Err(panic)) => last_error = format!("check panicked: {}", panic_message(&*panic)),
             Err(_) => {
                 last_error = format!("timed out after {}", format_duration(policy.timeout));
             }
@@ -139,6 +147,15 @@ pub async fn run_check(check: &PreparedCheck) -> CheckOutcome {
         reason,
         duration: started.elapsed(),
     }
+}
+
+/// The text a panic was raised with, if it was a string.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Runs all of a service's checks concurrently and applies its strategy.
@@ -166,10 +183,12 @@ mod tests {
     use super::*;
     use crate::checks::AttemptFuture;
 
-    /// Fails `failures` times, then passes; or hangs forever when `hang`.
+    /// Fails `failures` times, then passes; or hangs forever when `hang`;
+    /// or panics on its first attempt when `panic`.
     struct Scripted {
         failures: u32,
         hang: bool,
+        panic: bool,
         calls: AtomicU32,
     }
 
@@ -179,6 +198,9 @@ mod tests {
                 let call = self.calls.fetch_add(1, Ordering::SeqCst);
                 if self.hang {
                     std::future::pending::<()>().await;
+                }
+                if self.panic && call == 0 {
+                    panic!("index out of bounds: the len is 0 but the index is {call}");
                 }
                 if call < self.failures {
                     Err(format!("failure {call}"))
@@ -201,6 +223,7 @@ mod tests {
             check: Box::new(Scripted {
                 failures,
                 hang,
+                panic: false,
                 calls: AtomicU32::new(0),
             }),
         }
@@ -225,6 +248,26 @@ mod tests {
             outcome.reason,
             "3 tries 100ms apart failed, last: failure 2"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_attempt_is_a_failed_attempt() {
+        let mut check = prepared(0, false, 1);
+        check.check = Box::new(Scripted {
+            failures: 0,
+            hang: false,
+            panic: true,
+            calls: AtomicU32::new(0),
+        });
+        let outcome = run_check(&check).await;
+        assert!(!outcome.passed);
+        assert_eq!(
+            outcome.reason,
+            "check panicked: index out of bounds: the len is 0 but the index is 0"
+        );
+        // The next try runs normally: the check is still usable.
+        check.policy.tries = 2;
+        assert!(run_check(&check).await.passed);
     }
 
     #[tokio::test(start_paused = true)]

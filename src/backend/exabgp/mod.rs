@@ -8,19 +8,21 @@
 
 pub mod protocol;
 
-use std::io::IsTerminal;
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backend, BackendFuture, Backoff};
 use crate::config::Config;
-use crate::engine::DesiredRoutes;
+use crate::route::DesiredRoutes;
 use crate::{metrics, status};
-use protocol::{AckOutcome, LineFormat, Reconciler, RouteCommand, parse_ack};
+use protocol::{
+    AckOutcome, InputLine, LineFormat, LineSplitter, MAX_LINE, Reconciler, RouteCommand, parse_ack,
+};
 
 const NAME: &str = "exabgp";
 
@@ -45,7 +47,7 @@ pub enum ExabgpError {
 
 /// Speaks ExaBGP's process API over a reader (its acks) and a writer (our commands).
 pub struct ExabgpBackend<R, W> {
-    /// `None` when there is no ExaBGP to read from (stdin is a terminal).
+    /// `None` when there is no ExaBGP to read from (stdin is not a pipe).
     input: Option<R>,
     output: W,
     format: LineFormat,
@@ -53,18 +55,94 @@ pub struct ExabgpBackend<R, W> {
     shutdown_timeout: Duration,
 }
 
-impl ExabgpBackend<BufReader<tokio::io::Stdin>, tokio::io::Stdout> {
-    /// The real thing: ExaBGP on stdin/stdout. On a terminal (someone trying
-    /// anycastd by hand) there are no acks to read, so stdin is left alone.
+impl ExabgpBackend<tokio::io::Stdin, tokio::io::Stdout> {
+    /// The real thing: ExaBGP on stdin/stdout. ExaBGP gives its helpers a
+    /// pipe (or socket) for stdin; anything else (a terminal, /dev/null
+    /// under nohup or CI) means a person is trying anycastd: the lines are
+    /// printed for them and stdin is left alone, so its EOF does not mean
+    /// ExaBGP left.
     pub fn stdio(config: &Config) -> Self {
-        let input = (!std::io::stdin().is_terminal()).then(|| BufReader::new(tokio::io::stdin()));
+        let input = stdin_is_a_pipe().then(tokio::io::stdin);
+        if input.is_none() {
+            tracing::info!(
+                "standard input is not a pipe: no ExaBGP to read from; \
+                 printing its commands on standard output"
+            );
+        }
         ExabgpBackend::new(config, input, tokio::io::stdout())
+    }
+}
+
+/// Whether standard input is a pipe or a socket, as ExaBGP's are.
+fn stdin_is_a_pipe() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_socket())
+        .unwrap_or(false)
+}
+
+/// What ExaBGP writes on our stdin, in lines of at most [`MAX_LINE`].
+/// Cancel-safe: a read interrupted by `select!` loses nothing.
+struct Input<R> {
+    reader: R,
+    splitter: LineSplitter,
+    lines: VecDeque<InputLine>,
+    /// Whether an over-long line was already logged.
+    warned_long: bool,
+}
+
+impl<R: AsyncRead + Unpin> Input<R> {
+    fn new(reader: R) -> Input<R> {
+        Input {
+            reader,
+            splitter: LineSplitter::new(MAX_LINE),
+            lines: VecDeque::new(),
+            warned_long: false,
+        }
+    }
+
+    /// The next line; `None` at EOF.
+    async fn next(&mut self) -> Result<Option<String>, ExabgpError> {
+        loop {
+            match self.lines.pop_front() {
+                Some(InputLine::Text(text)) => return Ok(Some(text)),
+                Some(InputLine::TooLong) => {
+                    metrics::backend_error(NAME, "line_too_long");
+                    if !self.warned_long {
+                        self.warned_long = true;
+                        tracing::warn!(
+                            limit = MAX_LINE,
+                            "ExaBGP sent a line longer than the limit; ignored (logged once)"
+                        );
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            let mut chunk = [0u8; 8192];
+            let read = self
+                .reader
+                .read(&mut chunk)
+                .await
+                .map_err(ExabgpError::Read)?;
+            if read == 0 {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            self.splitter.push(&chunk[..read], &mut out);
+            self.lines.extend(out);
+        }
     }
 }
 
 impl<R, W> ExabgpBackend<R, W>
 where
-    R: AsyncBufRead + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     pub fn new(config: &Config, input: Option<R>, output: W) -> Self {
@@ -85,10 +163,30 @@ where
         mut desired: watch::Receiver<DesiredRoutes>,
         shutdown: CancellationToken,
     ) -> Result<(), ExabgpError> {
-        let mut lines = self.input.take().map(AsyncBufReadExt::lines);
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut lines = self.input.take().map(Input::new);
+        // Retries of refused commands: while faulted, at least once a second.
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
         let mut retry_at: Option<Instant> = None;
+        // Nothing is written until every service has its first verdict: a
+        // respawned helper then leaves the routes ExaBGP kept for it alone
+        // when they are still right, instead of withdrawing and announcing
+        // them again (a flap upstream).
         let mut current = desired.borrow_and_update().clone();
+        while !current.decided {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return self.withdraw_all(lines).await,
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        return self.withdraw_all(lines).await;
+                    }
+                    current = desired.borrow_and_update().clone();
+                }
+                line = next_line(&mut lines) => {
+                    self.on_line(line?)?;
+                }
+            }
+        }
         self.apply(&current).await?;
         loop {
             tokio::select! {
@@ -191,7 +289,7 @@ where
     }
 
     /// Withdraws everything, then waits (bounded) for ExaBGP to acknowledge.
-    async fn withdraw_all(mut self, mut lines: Option<Lines<R>>) -> Result<(), ExabgpError> {
+    async fn withdraw_all(mut self, mut lines: Option<Input<R>>) -> Result<(), ExabgpError> {
         self.apply(&DesiredRoutes::empty()).await?;
         let deadline = Instant::now() + self.shutdown_timeout;
         while lines.is_some() && self.reconciler.awaiting_ack() > 0 {
@@ -217,11 +315,11 @@ where
     }
 }
 
-async fn next_line<R: AsyncBufRead + Unpin>(
-    lines: &mut Option<Lines<R>>,
+async fn next_line<R: AsyncRead + Unpin>(
+    lines: &mut Option<Input<R>>,
 ) -> Result<Option<String>, ExabgpError> {
     match lines {
-        Some(lines) => lines.next_line().await.map_err(ExabgpError::Read),
+        Some(lines) => lines.next().await,
         None => std::future::pending().await,
     }
 }
@@ -235,11 +333,15 @@ async fn sleep_until(at: Option<Instant>) {
 
 impl<R, W> Backend for ExabgpBackend<R, W>
 where
-    R: AsyncBufRead + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn shutdown_bound(&self) -> Duration {
+        self.shutdown_timeout
     }
 
     fn run(

@@ -61,12 +61,74 @@ pub enum Ack {
 }
 
 /// Reads one line from ExaBGP; anything else (e.g. JSON events) is `None`.
+///
+/// ExaBGP 4.2 and 5 announce their stop as `shutdown <pid> <ppid>`, older
+/// ones as the bare word: `shutdown` is recognised by its first word.
 pub fn parse_ack(line: &str) -> Option<Ack> {
     match line.trim() {
         "done" => Some(Ack::Done),
         "error" => Some(Ack::Error),
-        "shutdown" => Some(Ack::Shutdown),
+        text if text.split_ascii_whitespace().next() == Some("shutdown") => Some(Ack::Shutdown),
         _ => None,
+    }
+}
+
+/// The longest line from ExaBGP we keep. Acks are a word; JSON events (if
+/// the operator turned them on for this process) are rarely past a few KiB.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One line read from ExaBGP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputLine {
+    Text(String),
+    /// Longer than the limit: dropped whole, so memory stays bounded
+    /// whatever ExaBGP (or anything else on our stdin) writes.
+    TooLong,
+}
+
+/// Splits what ExaBGP writes into lines of at most `max` bytes.
+#[derive(Debug, Clone)]
+pub struct LineSplitter {
+    max: usize,
+    partial: Vec<u8>,
+    /// The current line went past `max`: skip to its end.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> LineSplitter {
+        LineSplitter {
+            max,
+            partial: Vec::new(),
+            discarding: false,
+        }
+    }
+
+    /// Feeds bytes; every line they complete goes to `out`.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<InputLine>) {
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|b| *b == b'\n');
+            let part = &bytes[..end.unwrap_or(bytes.len())];
+            if !self.discarding && self.partial.len() + part.len() > self.max {
+                self.discarding = true;
+                self.partial = Vec::new();
+            }
+            if !self.discarding {
+                self.partial.extend_from_slice(part);
+            }
+            let Some(end) = end else {
+                return;
+            };
+            if self.discarding {
+                out.push(InputLine::TooLong);
+            } else {
+                let text = String::from_utf8_lossy(&self.partial);
+                out.push(InputLine::Text(text.trim_end_matches('\r').to_string()));
+            }
+            self.partial.clear();
+            self.discarding = false;
+            bytes = &bytes[end + 1..];
+        }
     }
 }
 
@@ -83,13 +145,15 @@ pub enum AckOutcome {
 /// Keeps what ExaBGP has been told and turns desired sets into commands.
 ///
 /// ExaBGP keeps the routes a dead helper announced, so a new process cannot
-/// know what is announced: it starts by assuming every configured route
-/// might be, which makes the first reconcile withdraw all that are not
-/// desired.
+/// know what is announced: its first reconcile announces every desired
+/// route (ExaBGP sends nothing for one it already holds) and withdraws
+/// every other route the config names.
 #[derive(Debug, Clone, Default)]
 pub struct Reconciler {
     announced: BTreeSet<IpNet>,
     in_flight: VecDeque<RouteCommand>,
+    /// No reconcile yet: what ExaBGP holds is unknown.
+    unknown: bool,
 }
 
 /// Commands waiting for an ack are capped, in case ExaBGP runs with acks off.
@@ -101,6 +165,7 @@ impl Reconciler {
         Reconciler {
             announced: possibly_announced.into_iter().collect(),
             in_flight: VecDeque::new(),
+            unknown: true,
         }
     }
 
@@ -121,11 +186,15 @@ impl Reconciler {
             .difference(desired)
             .map(|p| RouteCommand::Withdraw(*p))
             .collect();
-        commands.extend(
-            desired
-                .difference(&self.announced)
-                .map(|p| RouteCommand::Announce(*p)),
-        );
+        if std::mem::take(&mut self.unknown) {
+            commands.extend(desired.iter().map(|p| RouteCommand::Announce(*p)));
+        } else {
+            commands.extend(
+                desired
+                    .difference(&self.announced)
+                    .map(|p| RouteCommand::Announce(*p)),
+            );
+        }
         self.announced.clone_from(desired);
         self.in_flight.extend(commands.iter().copied());
         while self.in_flight.len() > MAX_IN_FLIGHT {
@@ -193,7 +262,38 @@ mod tests {
         assert_eq!(parse_ack("done\n"), Some(Ack::Done));
         assert_eq!(parse_ack("error"), Some(Ack::Error));
         assert_eq!(parse_ack("shutdown"), Some(Ack::Shutdown));
+        // ExaBGP 4.2 and 5: `shutdown <pid> <ppid>`.
+        assert_eq!(parse_ack("shutdown 4242 1"), Some(Ack::Shutdown));
+        assert_eq!(parse_ack("shutdownx"), None);
         assert_eq!(parse_ack("{\"exabgp\": \"5.0\"}"), None);
+    }
+
+    fn split(max: usize, chunks: &[&[u8]]) -> Vec<InputLine> {
+        let mut splitter = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            splitter.push(chunk, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_past_the_limit() {
+        let text = |s: &str| InputLine::Text(s.into());
+        assert_eq!(
+            split(16, &[b"do", b"ne\nerr", b"or\r\n", b"partial"]),
+            [text("done"), text("error")]
+        );
+        // 17 bytes: dropped whole, even when it arrives in pieces; the
+        // next line is read normally.
+        assert_eq!(
+            split(16, &[b"0123456789", b"0123456", b"789\ndone\n"]),
+            [InputLine::TooLong, text("done")]
+        );
+        assert_eq!(
+            split(4, &[b"done\nshutdown 1 2\n\n"]),
+            [text("done"), InputLine::TooLong, text("")]
+        );
     }
 
     #[test]
@@ -208,6 +308,20 @@ mod tests {
             ]
         );
         assert!(r.reconcile(&BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn first_reconcile_announces_every_desired_route_and_withdraws_the_rest() {
+        // A respawned helper: ExaBGP may hold any configured route.
+        let mut r = Reconciler::new(set(&["192.0.2.1/32", "192.0.2.2/32"]));
+        assert_eq!(
+            r.reconcile(&set(&["192.0.2.1/32"])),
+            [
+                RouteCommand::Withdraw(net("192.0.2.2/32")),
+                RouteCommand::Announce(net("192.0.2.1/32")),
+            ]
+        );
+        assert!(r.reconcile(&set(&["192.0.2.1/32"])).is_empty());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, duplex};
+use tokio::time::timeout;
 
 use super::*;
 use crate::backend::BackendError;
@@ -40,6 +41,13 @@ impl FakeExabgp {
         assert_eq!(got.as_deref(), Some(line));
     }
 
+    /// Nothing written for `window` (a paused clock makes this instant).
+    async fn expect_silence(&mut self, window: Duration) {
+        if let Ok(line) = timeout(window, self.commands.next_line()).await {
+            panic!("expected no line, got {line:?}");
+        }
+    }
+
     /// The withdrawal of every configured route that starts each run, acked.
     async fn startup_withdrawals(&mut self) {
         self.expect("withdraw route 192.0.2.1/32 next-hop self")
@@ -67,7 +75,7 @@ fn start(
 ) {
     let (ours_out, theirs_in) = duplex(1 << 16);
     let (theirs_out, ours_in) = duplex(1 << 16);
-    let backend = ExabgpBackend::new(&config(), Some(BufReader::new(ours_in)), ours_out);
+    let backend = ExabgpBackend::new(&config(), Some(ours_in), ours_out);
     let task = tokio::spawn(Box::new(backend).run(desired, shutdown));
     let fake = FakeExabgp {
         commands: BufReader::new(theirs_in).lines(),
@@ -77,13 +85,12 @@ fn start(
 }
 
 fn routes(list: &[&str]) -> DesiredRoutes {
-    DesiredRoutes {
-        routes: list
-            .iter()
+    DesiredRoutes::decided(
+        list.iter()
             .map(|r| r.parse().unwrap())
             .collect::<BTreeSet<_>>(),
-        changed_at: Some(Instant::now()),
-    }
+        Some(Instant::now()),
+    )
 }
 
 #[tokio::test]
@@ -91,6 +98,7 @@ async fn withdraws_at_start_announces_on_change_withdraws_at_shutdown() {
     let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let shutdown = CancellationToken::new();
     let (mut exabgp, task) = start(rx, shutdown.clone());
+    tx.send(routes(&[])).unwrap();
     exabgp.startup_withdrawals().await;
 
     tx.send(routes(&["192.0.2.1/32", "2001:db8::1/128"]))
@@ -120,8 +128,9 @@ async fn withdraws_at_start_announces_on_change_withdraws_at_shutdown() {
 
 #[tokio::test]
 async fn eof_on_stdin_means_exabgp_is_gone() {
-    let (_tx, rx) = watch::channel(DesiredRoutes::empty());
+    let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let (mut exabgp, task) = start(rx, CancellationToken::new());
+    tx.send(routes(&[])).unwrap();
     exabgp
         .expect("withdraw route 192.0.2.1/32 next-hop self")
         .await;
@@ -137,6 +146,7 @@ async fn eof_on_stdin_means_exabgp_is_gone() {
 async fn refused_announce_is_retried_after_backoff() {
     let (tx, rx) = watch::channel(DesiredRoutes::empty());
     let (mut exabgp, _task) = start(rx, CancellationToken::new());
+    tx.send(routes(&[])).unwrap();
     exabgp.startup_withdrawals().await;
     tx.send(routes(&["192.0.2.1/32"])).unwrap();
     exabgp
@@ -154,10 +164,78 @@ async fn shutdown_does_not_wait_forever_for_acks() {
     let (_tx, rx) = watch::channel(DesiredRoutes::empty());
     let shutdown = CancellationToken::new();
     let (mut exabgp, task) = start(rx, shutdown.clone());
+    shutdown.cancel();
     exabgp
         .expect("withdraw route 192.0.2.1/32 next-hop self")
         .await;
-    shutdown.cancel();
     // No acks at all: the backend gives up after shutdown_timeout.
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_respawned_helper_writes_nothing_until_decided_then_reconciles_once() {
+    let (tx, rx) = watch::channel(DesiredRoutes::empty());
+    let (mut exabgp, _task) = start(rx, CancellationToken::new());
+    exabgp.expect_silence(Duration::from_secs(10)).await;
+    // Not decided yet: an early partial set changes nothing either.
+    tx.send(DesiredRoutes {
+        decided: false,
+        ..routes(&["192.0.2.1/32"])
+    })
+    .unwrap();
+    exabgp.expect_silence(Duration::from_secs(1)).await;
+    tx.send(routes(&["192.0.2.1/32"])).unwrap();
+    // ExaBGP may still hold both routes from the crashed predecessor: the
+    // unwanted one goes, the wanted one is stated again (a no-op for
+    // ExaBGP when it still holds it).
+    exabgp
+        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp.expect_silence(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn shutdown_with_pids_means_exabgp_is_stopping() {
+    let (tx, rx) = watch::channel(DesiredRoutes::empty());
+    let (mut exabgp, task) = start(rx, CancellationToken::new());
+    tx.send(routes(&[])).unwrap();
+    exabgp.startup_withdrawals().await;
+    exabgp.ack("shutdown 4242 1").await;
+    let err = timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the backend stops at once")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::Exabgp(ExabgpError::PeerShutdown)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_overlong_line_is_dropped_and_the_next_ack_still_counts() {
+    let (tx, rx) = watch::channel(DesiredRoutes::empty());
+    let shutdown = CancellationToken::new();
+    let (mut exabgp, task) = start(rx, shutdown.clone());
+    tx.send(routes(&[])).unwrap();
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp
+        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
+    let long = "x".repeat(protocol::MAX_LINE * 3);
+    exabgp.ack(&long).await;
+    exabgp.ack("done").await;
+    exabgp.ack("done").await;
+    shutdown.cancel();
+    // Both acks were matched: nothing is left waiting at shutdown.
+    timeout(Duration::from_secs(1), task)
+        .await
+        .expect("no ack outstanding")
+        .unwrap()
+        .unwrap();
 }

@@ -425,10 +425,7 @@ mod tests {
             shutdown_reason: "test over".into(),
         });
         let routes: BTreeSet<ipnet::IpNet> = routes.iter().map(|r| r.parse().unwrap()).collect();
-        let (_tx, desired) = watch::channel(DesiredRoutes {
-            routes,
-            changed_at: None,
-        });
+        let (_tx, desired) = watch::channel(DesiredRoutes::decided(routes, None));
         // The sender must outlive the test's session: leak it into the task.
         let shutdown = CancellationToken::new();
         let io = PeerIo {
