@@ -132,7 +132,7 @@ fn prepare_host_bird(snippet_path: &str, dir: &Path, extra_route: Option<&str>) 
         &embedded_yaml(&snippet, snippet_path),
         &format!("{snippet_path}'s anycastd config"),
         &[
-            ("/etc/bird/anycastd/", &files),
+            ("/run/anycastd/bird/", &files),
             ("/run/bird/bird.ctl", &socket_text),
         ],
     );
@@ -152,7 +152,7 @@ fn prepare_host_bird(snippet_path: &str, dir: &Path, extra_route: Option<&str>) 
     let conf = dir.join("bird.conf");
     write(
         &conf,
-        &rewrite(&snippet, snippet_path, &[("/etc/bird/anycastd/", &files)]),
+        &rewrite(&snippet, snippet_path, &[("/run/anycastd/bird/", &files)]),
     );
     HostBird {
         conf,

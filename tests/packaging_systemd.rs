@@ -177,7 +177,7 @@ fn unit_has_what_the_daemon_relies_on() {
         "ExecStartPre=/usr/bin/anycastd --config /etc/anycastd/config.yaml bird-flush",
         "ExecStopPost=/usr/bin/anycastd --config /etc/anycastd/config.yaml bird-flush",
         "SupplementaryGroups=bird",
-        "ReadWritePaths=/etc/bird/anycastd",
+        "ReadWritePaths=/run/anycastd/bird",
         "ReadWritePaths=-/run/bird",
     ] {
         assert!(
@@ -346,8 +346,20 @@ fn sysusers_and_tmpfiles_apply_to_a_scratch_root() {
         String::from_utf8_lossy(&out.stderr)
     );
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(etc.join("bird/anycastd")).expect("/etc/bird/anycastd");
+    let run = root.path().join("run/anycastd/bird");
+    let meta = std::fs::metadata(&run).expect("/run/anycastd/bird");
     assert_eq!(meta.mode() & 0o7777, 0o2750);
     assert_eq!(meta.uid(), uid);
     assert_eq!(meta.gid(), 4242, "group bird");
+    // The include files exist at boot, empty and valid, readable by BIRD.
+    for file in ["anycastd4.conf", "anycastd6.conf", "prefixes.conf"] {
+        let meta = std::fs::metadata(run.join(file)).expect(file);
+        assert_eq!(meta.mode() & 0o777, 0o640, "{file}");
+        assert_eq!((meta.uid(), meta.gid()), (uid, 4242), "{file}");
+    }
+    assert_eq!(read(&run.join("anycastd4.conf")), "");
+    assert_eq!(
+        read(&run.join("prefixes.conf")),
+        "define ANYCASTD_PREFIXES_V4 = [];\ndefine ANYCASTD_PREFIXES_V6 = [];\n"
+    );
 }

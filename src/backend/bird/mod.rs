@@ -8,15 +8,22 @@
 //!                   restore previous ──┘ refused    reload_command)
 //! ```
 //!
-//! A change after a quiet spell is applied at once. A change that comes
-//! within [`BURST`] of the last reconfigure is part of a burst (many services
-//! flipping together): it waits until changes stop for [`QUIET`] (at most
-//! [`MAX_COALESCE`]) and the whole burst becomes one reconfigure. A BIRD that is down or refuses is retried with capped
-//! backoff; the daemon never exits over it. Plain `configure` is used, never
-//! `configure soft`, which would not re-run export filters on routes already
-//! exported.
+//! What to apply and when, retries and fault logging are decided in
+//! [`reconcile`] (no I/O): a change goes out at once, changes that come
+//! while a `configure` is in flight go together in the next one, and a
+//! fault is retried at least once a second; the daemon never exits over
+//! it. Plain `configure` is used, never `configure soft`, which would not
+//! re-run export filters on routes already exported.
+//!
+//! The files are replaced by rename, so BIRD reads the old or the new one,
+//! never half of one. They are not fsynced: durability is not the goal.
+//! After a crash or a power loss the right state is "nothing announced
+//! until anycastd has decided", which neither the old nor the new file
+//! gives; the documented paths are under `/run/anycastd/` (tmpfs), created
+//! empty and valid at boot by the tmpfiles.d snippet.
 
 pub mod control;
+pub mod reconcile;
 pub mod render;
 
 use std::collections::BTreeSet;
@@ -28,20 +35,15 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, BackendFuture, Backoff};
+use super::{Backend, BackendFuture};
 use crate::config::BirdConfig;
-use crate::engine::DesiredRoutes;
 use crate::metrics;
+use crate::route::DesiredRoutes;
 use control::ControlError;
+use reconcile::{Outcome, Reconciler};
 use render::{RenderedFile, render};
 
 const NAME: &str = "bird";
-/// A change this soon after the previous reconfigure is treated as a burst.
-const BURST: Duration = Duration::from_millis(20);
-/// In a burst, a change is applied once no further change came for this long...
-const QUIET: Duration = Duration::from_millis(1);
-/// ...or once this long has passed since the first change of a burst.
-const MAX_COALESCE: Duration = Duration::from_millis(20);
 
 /// Why the bird backend could not apply a route set.
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +83,7 @@ impl BirdError {
 
 pub struct BirdBackend {
     config: BirdConfig,
-    /// The set BIRD last accepted; `None` until the first success.
-    accepted: Option<BTreeSet<IpNet>>,
-    /// The last fault logged, so a repeating one is logged once.
-    last_fault: Option<String>,
+    reconciler: Reconciler,
     /// What each file holds, as last written (`None`: absent).
     on_disk: HashMap<PathBuf, Option<String>>,
 }
@@ -93,8 +92,7 @@ impl BirdBackend {
     pub fn new(config: BirdConfig) -> BirdBackend {
         BirdBackend {
             config,
-            accepted: None,
-            last_fault: None,
+            reconciler: Reconciler::new(),
             on_disk: HashMap::new(),
         }
     }
@@ -105,34 +103,25 @@ impl BirdBackend {
         shutdown: CancellationToken,
     ) -> Result<(), super::BackendError> {
         metrics::backend_errors_zero(NAME, &["write", "refused", "timeout", "unreachable"]);
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let mut retry_at: Option<tokio::time::Instant> = None;
         // At start the files are rewritten from our own state (empty until
         // the first verdicts), which corrects whatever a crash left behind.
         let mut current = desired.borrow_and_update().clone();
-        if !self.converge(&current, &mut backoff, &mut retry_at).await {
-            tracing::info!("BIRD not updated yet; will retry");
-        }
-        let mut last_apply: Option<tokio::time::Instant> = None;
+        let mut retry_at = self.converge(&current).await;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // Changes that came during the last apply are all in the
+                // latest value: they go together.
                 changed = desired.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    if last_apply.is_some_and(|at: tokio::time::Instant| at.elapsed() < BURST) {
-                        coalesce(&mut desired).await;
-                    }
                     current = desired.borrow_and_update().clone();
-                    last_apply = Some(tokio::time::Instant::now());
-                    retry_at = None;
-                    self.converge(&current, &mut backoff, &mut retry_at).await;
+                    retry_at = self.converge(&current).await;
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => {
-                    retry_at = None;
-                    self.converge(&current, &mut backoff, &mut retry_at).await;
+                    retry_at = self.converge(&current).await;
                 }
             }
         }
@@ -147,38 +136,40 @@ impl BirdBackend {
         Ok(())
     }
 
-    /// Applies `desired` unless BIRD already has it; schedules a retry on failure.
-    async fn converge(
-        &mut self,
-        desired: &DesiredRoutes,
-        backoff: &mut Backoff,
-        retry_at: &mut Option<tokio::time::Instant>,
-    ) -> bool {
-        if self.accepted.as_ref() == Some(&desired.routes) {
-            return true;
+    /// Applies `desired` unless BIRD already has it; returns when to retry.
+    async fn converge(&mut self, desired: &DesiredRoutes) -> Option<tokio::time::Instant> {
+        if !self.reconciler.needs_apply(&desired.routes) {
+            return None;
         }
-        match self.apply(&desired.routes).await {
-            Ok(()) => {
-                backoff.reset();
+        let result = self.apply(&desired.routes).await;
+        let outcome = match &result {
+            Ok(()) => self.reconciler.applied(&desired.routes),
+            Err(e) => self.reconciler.failed(e.to_string()),
+        };
+        match (outcome, result) {
+            (Outcome::Accepted { recovered }, _) => {
                 if let Some(at) = desired.changed_at {
                     metrics::route_change_latency(NAME, at.elapsed().as_secs_f64());
                 }
-                if self.last_fault.take().is_some() {
+                if recovered {
                     tracing::info!("BIRD accepted the routes again");
                 }
-                true
+                None
             }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                *retry_at = Some(tokio::time::Instant::now() + delay);
-                let text = e.to_string();
-                if self.last_fault.as_deref() != Some(&text) {
-                    tracing::error!(error = %text, retry_in = ?delay, "BIRD update failed");
-                    self.last_fault = Some(text);
+            (
+                Outcome::Failed {
+                    retry_in,
+                    new_fault,
+                },
+                result,
+            ) => {
+                let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+                if new_fault {
+                    tracing::error!(error = %error, retry_in = ?retry_in, "BIRD update failed; retrying until it works");
                 } else {
-                    tracing::debug!(error = %text, retry_in = ?delay, "BIRD update failed again");
+                    tracing::debug!(error = %error, retry_in = ?retry_in, "BIRD update failed again");
                 }
-                false
+                Some(tokio::time::Instant::now() + retry_in)
             }
         }
     }
@@ -190,7 +181,7 @@ impl BirdBackend {
         // What each file holds now: remembered from our last write, read
         // from disk only the first time. Unchanged files are not rewritten.
         let known = std::mem::take(&mut self.on_disk);
-        // fsync can stall for long on a busy disk: keep it off the runtime thread.
+        // A write can still block on a slow disk: keep it off the runtime thread.
         let (changed, on_disk) = tokio::task::spawn_blocking(move || {
             let mut on_disk = known;
             let mut changed: Vec<(RenderedFile, Option<String>)> = Vec::new();
@@ -226,7 +217,6 @@ impl BirdBackend {
         match result {
             Ok(message) => {
                 tracing::debug!(routes = routes.len(), bird = %message, took = ?started.elapsed(), "BIRD reconfigured");
-                self.accepted = Some(routes.clone());
                 metrics::routes_announced(NAME, routes.len());
                 crate::status::set_announced(NAME, routes);
                 Ok(())
@@ -285,18 +275,6 @@ fn put_back(
     }
 }
 
-/// Waits until changes stop arriving for [`QUIET`], at most [`MAX_COALESCE`].
-async fn coalesce(desired: &mut watch::Receiver<DesiredRoutes>) {
-    let deadline = tokio::time::Instant::now() + MAX_COALESCE;
-    loop {
-        let quiet_until = (tokio::time::Instant::now() + QUIET).min(deadline);
-        match tokio::time::timeout_at(quiet_until, desired.changed()).await {
-            Ok(Ok(())) if tokio::time::Instant::now() < deadline => continue,
-            _ => return,
-        }
-    }
-}
-
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -304,9 +282,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Temp file in the same directory, fsync, rename over, fsync the directory:
-/// BIRD reads either the old or the new file, never half of one, even
-/// across a power cut.
+/// Temp file in the same directory, renamed over: BIRD reads either the old
+/// or the new file, never half of one. No fsync (see the module docs).
 pub fn write_atomically(path: &Path, content: &str) -> Result<(), BirdError> {
     use std::io::Write;
     let err = |source| BirdError::Write {
@@ -322,15 +299,12 @@ pub fn write_atomically(path: &Path, content: &str) -> Result<(), BirdError> {
     let mut file = std::fs::File::create(&temp).map_err(err)?;
     let written = file
         .write_all(content.as_bytes())
-        .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&temp, path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
         return Err(err(e));
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    Ok(())
 }
 
 async fn run_reload_command(argv: &[String], timeout: Duration) -> Result<String, BirdError> {
@@ -397,6 +371,11 @@ pub async fn flush(config: &BirdConfig) -> Result<Flushed, BirdError> {
 impl Backend for BirdBackend {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// One `configure`; a rollback after a refusal is a second.
+    fn shutdown_bound(&self) -> Duration {
+        self.config.reconfigure_timeout.saturating_mul(2)
     }
 
     fn run(
@@ -479,16 +458,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let include = dir.path().join("anycastd.conf");
         let count = dir.path().join("reconfigures");
-        let config = counting_config(&include, None, &count);
-        let routes = |n: u32| DesiredRoutes {
-            routes: (0..n)
-                .map(|i| {
-                    IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
-                        0x0a00_0000 + i,
-                    )))
-                })
-                .collect(),
-            changed_at: Some(std::time::Instant::now()),
+        let mut config = counting_config(&include, None, &count);
+        // Each configure stays in flight for a while, as a real one over
+        // thousands of routes does: the burst's sends all land meanwhile.
+        config.reload_command = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo reconfigured >> {}; sleep 0.2", count.display()),
+        ]);
+        let routes = |n: u32| {
+            DesiredRoutes::decided(
+                (0..n)
+                    .map(|i| {
+                        IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
+                            0x0a00_0000 + i,
+                        )))
+                    })
+                    .collect(),
+                Some(std::time::Instant::now()),
+            )
         };
         let (tx, rx) = watch::channel(DesiredRoutes::empty());
         let shutdown = CancellationToken::new();
@@ -503,18 +491,20 @@ mod tests {
                 .contains("route 10.0.0.0/32 blackhole;")
         );
 
-        // Past the burst window: the next change starts a new burst.
-        tokio::time::sleep(BURST * 2).await;
-        // 1,000 services flipping together: the first change goes out at
-        // once, everything that came meanwhile in one more reconfigure.
+        // A quiet spell, then a burst.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // 1,000 separate changes in a row: the first goes out at once,
+        // everything that came while it was in flight in one more.
         // (Each set holds one route, so the sends themselves take no time
         // worth mentioning even in a debug build.)
-        let one = |i: u32| DesiredRoutes {
-            routes: [IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
-                0x0a00_0000 + i,
-            )))]
-            .into(),
-            changed_at: Some(std::time::Instant::now()),
+        let one = |i: u32| {
+            DesiredRoutes::decided(
+                [IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
+                    0x0a00_0000 + i,
+                )))]
+                .into(),
+                Some(std::time::Instant::now()),
+            )
         };
         let sets: Vec<DesiredRoutes> = (1..=1000).map(one).collect();
         for set in sets {
@@ -527,7 +517,7 @@ mod tests {
         })
         .await;
         wait_for("BIRD told of the last set", || reconfigures(&count) >= 3).await;
-        tokio::time::sleep(BURST * 2).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let burst = reconfigures(&count) - 2;
         assert!(
             (1..=2).contains(&burst),
@@ -566,7 +556,7 @@ mod tests {
             0,
             "BIRD is not asked to read half a change"
         );
-        assert!(backend.accepted.is_none());
+        assert!(backend.reconciler.accepted().is_none());
     }
 
     #[tokio::test]

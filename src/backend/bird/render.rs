@@ -126,9 +126,9 @@ mod tests {
 
     fn config(format: BirdFormat) -> BirdConfig {
         BirdConfig {
-            include_file: PathBuf::from("/etc/bird/anycastd.conf"),
+            include_file: PathBuf::from("/run/anycastd/bird/anycastd4.conf"),
             include_file6: (format == BirdFormat::Static)
-                .then(|| PathBuf::from("/etc/bird/anycastd6.conf")),
+                .then(|| PathBuf::from("/run/anycastd/bird/anycastd6.conf")),
             socket: PathBuf::from("/run/bird/bird.ctl"),
             format,
             set_v4: "ANYCASTD_PREFIXES_V4".into(),
@@ -150,7 +150,10 @@ mod tests {
             &routes(&["192.0.2.1/32", "2001:db8::1/128", "198.51.100.0/24"]),
         );
         assert_eq!(files.len(), 2);
-        assert_eq!(files[0].path, PathBuf::from("/etc/bird/anycastd.conf"));
+        assert_eq!(
+            files[0].path,
+            PathBuf::from("/run/anycastd/bird/anycastd4.conf")
+        );
         assert_eq!(
             files[0].content,
             format!(
