@@ -835,16 +835,10 @@ announcer:
   native: {{{native}shutdown_message: "anycastd test {n} says goodbye"}}
   peers:
     - {{{peer}}}
-services:
-  - name: web
-    check_interval: 200ms
-    checks:
-      - kind: http_2xx
-        spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
-{metrics}"#,
+{services}{metrics}"#,
             local_as = LOCAL_AS,
             n = s.n,
-            url = self.http.url("/health"),
+            services = web_service_yaml(&self.http.url("/health")),
         );
         let path = self.path("anycastd.yaml");
         std::fs::write(&path, config).unwrap();

@@ -10,13 +10,13 @@ use std::net::Ipv4Addr;
 use anycastd::backend::native::packet::{
     Capability, DecodeError, Frame, Incoming, Message, Open, decode, encode, frame,
 };
-use anycastd::backend::native::session::{Action, Event, Session, SessionConfig, Timer};
+use anycastd::backend::native::session::{Action, Event, Session, SessionConfig, Side, Timer};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 
 fn check(actions: Vec<Action>) {
     for action in actions {
-        if let Action::Send(message) = action {
+        if let Action::Send(_, message) = action {
             assert!(encode(&message).len() <= 4096);
             if let Message::Update(_) = message {}
         }
@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
         next_hop: None,
         next_hop6: None,
         shutdown_reason: "fuzz".into(),
+        passive: false,
+        jitter_seed: 1,
     });
     let routes: BTreeSet<IpNet> = (0..(data.len() % 64) as u32)
         .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
@@ -39,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     check(session.handle(Event::Desired(routes)));
     check(session.handle(Event::Start));
     check(session.handle(Event::Connected { local: "192.0.2.1".parse().unwrap() }));
-    check(session.handle(Event::Received(Incoming::Open(Open {
+    check(session.handle(Event::Received(Side::Outgoing, Incoming::Open(Open {
         my_as: 65002,
         hold_time: 30,
         router_id: Ipv4Addr::new(192, 0, 2, 2),
@@ -49,29 +51,38 @@ fuzz_target!(|data: &[u8]| {
             Capability::FourOctetAs(65002),
         ],
     }))));
-    check(session.handle(Event::Received(Incoming::Keepalive)));
+    check(session.handle(Event::Received(Side::Outgoing, Incoming::Keepalive)));
     let mut rest = data;
     while !rest.is_empty() {
         match frame(rest) {
             Ok(Frame::Incomplete) => break,
             Ok(Frame::Complete(len)) => {
-                let event = match decode(&rest[..len], session.four_octet_as()) {
-                    Ok(incoming) => Event::Received(incoming),
-                    Err(DecodeError::Fatal(n)) => Event::Invalid(n),
+                // The last byte picks the connection, so collisions and
+                // the incoming side are exercised too.
+                let side = if rest[len - 1] & 0x80 == 0 {
+                    Side::Outgoing
+                } else {
+                    Side::Incoming
+                };
+                let event = match decode(&rest[..len], session.four_octet_as(side)) {
+                    Ok(incoming) => Event::Received(side, incoming),
+                    Err(DecodeError::Fatal(n)) => Event::Invalid(side, n),
                 };
                 check(session.handle(event));
                 // Use a byte of the message to drive timers and route changes.
                 match rest[len - 1] % 8 {
-                    0 => check(session.handle(Event::TimerFired(Timer::Keepalive))),
-                    1 => check(session.handle(Event::TimerFired(Timer::Hold))),
+                    0 => check(session.handle(Event::TimerFired(Timer::Keepalive(side)))),
+                    1 => check(session.handle(Event::TimerFired(Timer::Hold(side)))),
                     2 => check(session.handle(Event::TimerFired(Timer::ConnectRetry))),
                     3 => check(session.handle(Event::Connected { local: "::1".parse().unwrap() })),
+                    4 => check(session.handle(Event::Accepted { local: "192.0.2.1".parse().unwrap() })),
+                    5 => check(session.handle(Event::Closed(side, "fuzz".into()))),
                     _ => {}
                 }
                 rest = &rest[len..];
             }
             Err(DecodeError::Fatal(n)) => {
-                check(session.handle(Event::Invalid(n)));
+                check(session.handle(Event::Invalid(Side::Outgoing, n)));
                 break;
             }
         }

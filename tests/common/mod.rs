@@ -571,3 +571,17 @@ pub fn spawn_server(name: &'static str, program: &str, args: &[&str]) -> Daemon 
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
     Daemon { child, name }
 }
+
+/// The `services:` block of a config with one service, `web`, checked every
+/// 200 ms by an HTTP check of `url` (one try, 500 ms timeout).
+pub fn web_service_yaml(url: &str) -> String {
+    format!(
+        r#"services:
+  - name: web
+    check_interval: 200ms
+    checks:
+      - kind: http_2xx
+        spec: {{url: "{url}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
+"#
+    )
+}

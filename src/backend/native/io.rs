@@ -1,30 +1,44 @@
-//! Carries out a session's actions on a real TCP connection: connecting (or
-//! accepting) with the right source address, TTL and TCP-MD5 key, framing
-//! and decoding received bytes, and running the timers. Every decision is
-//! the [`Session`]'s.
+//! Carries out a session's actions on real TCP connections: connecting
+//! with the right source address, TTL and TCP-MD5 key, taking the peer's
+//! own connections from the shared listener, framing and decoding received
+//! bytes, and running the timers. Every decision is the [`Session`]'s.
+//!
+//! ```text
+//!            ┌──────────── core loop (this task) ────────────┐
+//! desired ──►│ events ─► Session ─► actions                  │
+//! timers  ──►│  ▲                       │ push (never waits)  │
+//! listener ─►│  │ read, decode          ▼                     │
+//!            └──┼───────────── Outbox per connection ─────────┘
+//!               │                       │
+//!      TCP read half             writer task ─► TCP write half
+//! ```
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::packet::{self, DecodeError, Frame, Message};
-use super::session::{Action, Event, Session, State, Timer};
+use super::packet::{self, DecodeError, Family, Frame, Message};
+use super::session::{Action, Event, Session, Side, State, Timer};
 use super::sockopt::set_tcp_md5;
+use super::writer::{Outbox, Writer};
 use crate::config::PeerConfig;
-use crate::engine::DesiredRoutes;
 use crate::metrics;
+use crate::route::DesiredRoutes;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the goodbye (withdrawals + Cease) may take at shutdown.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a closed connection may take to write its last NOTIFICATION.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The TTL of our packets: 1 for eBGP without multihop (routers drop
 /// anything else from a "directly connected" peer), the multihop TTL or 255
@@ -50,17 +64,74 @@ pub(super) fn set_ttl(socket: socket2::SockRef<'_>, ttl: u32, ipv6: bool) -> std
     }
 }
 
+#[derive(Clone)]
 pub struct PeerIo {
     pub peer: PeerConfig,
     pub ttl: u32,
     /// Metric labels.
     pub router_id: String,
-    /// For a passive peer: where the shared listener hands its connections.
-    pub accepted: Option<std::sync::Arc<super::listener::Accepted>>,
+    /// Where the shared listener hands this peer's connections to us.
+    pub accepted: Option<Arc<super::listener::Accepted>>,
 }
 
 type Connecting =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+/// One TCP connection: its read half and buffer here, its write half in a
+/// writer task fed through the outbox.
+struct Connection {
+    reader: OwnedReadHalf,
+    buffer: Vec<u8>,
+    outbox: Arc<Outbox>,
+    writer: Writer,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, label: &Arc<str>, router_id: &Arc<str>) -> Connection {
+        let (reader, half) = stream.into_split();
+        let outbox = Arc::new(Outbox::default());
+        let writer = Writer::spawn(half, outbox.clone(), label.clone(), router_id.clone());
+        Connection {
+            reader,
+            buffer: Vec::with_capacity(8192),
+            outbox,
+            writer,
+        }
+    }
+
+    /// Closes after writing the NOTIFICATION queued, if any, within
+    /// [`LINGER`]; the read half goes at once.
+    fn close(self) {
+        self.outbox.close();
+        let mut writer = self.writer;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(LINGER, writer.finished()).await;
+        });
+    }
+}
+
+/// What one connection reported to the core loop.
+enum Report {
+    Read(std::io::Result<usize>),
+    WriterEnded(std::io::Result<()>),
+}
+
+async fn next_report(conn: &mut Option<Connection>) -> Report {
+    match conn {
+        Some(c) => tokio::select! {
+            read = c.reader.read_buf(&mut c.buffer) => Report::Read(read),
+            ended = c.writer.finished() => Report::WriterEnded(ended),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4Unicast => "IPv4",
+        Family::Ipv6Unicast => "IPv6",
+    }
+}
 
 impl PeerIo {
     fn label(&self) -> String {
@@ -70,10 +141,6 @@ impl PeerIo {
     fn connect(&self) -> Connecting {
         let peer = self.peer.clone();
         let ttl = self.ttl;
-        if let Some(accepted) = &self.accepted {
-            let accepted = accepted.clone();
-            return Box::pin(async move { Ok(accepted.next().await) });
-        }
         Box::pin(async move {
             let remote = SocketAddr::new(peer.remote_address, peer.port);
             let socket = if remote.is_ipv4() {
@@ -98,6 +165,20 @@ impl PeerIo {
         })
     }
 
+    /// Why a connection attempt failed, with a hint where a wrong TCP-MD5
+    /// password looks just like an absent peer.
+    fn connect_failure(&self, e: &std::io::Error) -> String {
+        let md5_like = matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
+        );
+        if self.peer.password.is_some() && md5_like {
+            format!("{e} (check the TCP-MD5 password: a peer with another key drops our SYNs)")
+        } else {
+            e.to_string()
+        }
+    }
+
     /// Runs one peer until `shutdown`, then says goodbye.
     pub async fn run(
         self,
@@ -106,14 +187,18 @@ impl PeerIo {
         shutdown: CancellationToken,
     ) {
         let label = self.label();
-        let mut conn = Connection::default();
+        let label_arc: Arc<str> = label.as_str().into();
+        let router_id_arc: Arc<str> = self.router_id.as_str().into();
+        let mut conns: [Option<Connection>; 2] = [None, None];
+        let mut just_accepted: Option<TcpStream> = None;
         let mut timers: HashMap<Timer, Instant> = HashMap::new();
         let mut connecting: Option<Connecting> = None;
-        let mut buffer: Vec<u8> = Vec::with_capacity(8192);
         let mut established_at: Option<Instant> = None;
         // When the verdict behind a pending route change was taken.
         let mut latency_pending: Option<std::time::Instant> = None;
         metrics::bgp_session_state(&label, &self.router_id, State::Idle as u8);
+        // A fresh session (also after a restart) has announced nothing yet.
+        crate::status::set_announced(&format!("native {}", self.peer.name), session.announced());
 
         let initial = desired.borrow_and_update().routes.clone();
         let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
@@ -125,16 +210,39 @@ impl PeerIo {
                 // What the peer holds changes only with an UPDATE sent or a reset.
                 let announced_changed = actions
                     .iter()
-                    .any(|a| matches!(a, Action::Send(Message::Update(_)) | Action::Down(_)));
+                    .any(|a| matches!(a, Action::Send(_, Message::Update(_)) | Action::Down(_)));
                 for action in actions {
                     match action {
                         Action::Connect => connecting = Some(self.connect()),
-                        Action::Send(message) => {
-                            if let Err(e) = conn.send(&message, &label, &self.router_id).await {
-                                pending.push(Event::Closed(format!("write failed: {e}")));
+                        Action::Accept => {
+                            if let Some(stream) = just_accepted.take() {
+                                conns[slot(Side::Incoming)] =
+                                    Some(Connection::new(stream, &label_arc, &router_id_arc));
                             }
                         }
-                        Action::Close => conn = Connection::default(),
+                        Action::Refuse(notification) => {
+                            if let Some(stream) = just_accepted.take() {
+                                tracing::debug!(peer = %label, reason = %notification.describe(), "refused the peer's new connection");
+                                let conn = Connection::new(stream, &label_arc, &router_id_arc);
+                                let _ = conn.outbox.push(&Message::Notification(notification));
+                                conn.close();
+                            }
+                        }
+                        Action::Send(side, message) => {
+                            if let Some(conn) = &conns[slot(side)]
+                                && let Err(e) = conn.outbox.push(&message)
+                            {
+                                pending.push(Event::Closed(side, e.to_string()));
+                            }
+                        }
+                        Action::Close(side) => {
+                            if let Some(conn) = conns[slot(side)].take() {
+                                conn.close();
+                            }
+                            if side == Side::Outgoing {
+                                connecting = None;
+                            }
+                        }
                         Action::SetTimer(timer, after) => {
                             timers.insert(timer, Instant::now() + after);
                         }
@@ -149,13 +257,31 @@ impl PeerIo {
                             tracing::info!(peer = %label, name = %self.peer.name, "BGP session established");
                         }
                         Action::Down(why) => {
-                            if established_at.take().is_some() {
-                                metrics::bgp_flap(&label, &self.router_id);
-                                tracing::warn!(peer = %label, name = %self.peer.name, reason = %why, "BGP session down");
-                            } else {
-                                tracing::debug!(peer = %label, reason = %why, "BGP session not established");
-                            }
+                            established_at = None;
+                            metrics::bgp_flap(&label, &self.router_id);
                             metrics::backend_error("native", "session");
+                            tracing::warn!(peer = %label, name = %self.peer.name, reason = %why, "BGP session down");
+                        }
+                        Action::NotEstablished(why) => {
+                            metrics::backend_error("native", "session");
+                            tracing::debug!(peer = %label, reason = %why, "BGP session not established");
+                        }
+                        Action::CollisionResolved { closed } => {
+                            tracing::debug!(peer = %label, closed = closed.name(), "connection collision (RFC 4271 §6.8): closed one of two connections");
+                        }
+                        Action::Unreachable(why) => {
+                            tracing::warn!(peer = %label, name = %self.peer.name, reason = %why, "cannot connect to BGP peer; retrying (logged again when it is back)");
+                        }
+                        Action::Reachable => {
+                            tracing::info!(peer = %label, name = %self.peer.name, "BGP peer reachable again");
+                        }
+                        Action::FamilyMissing { family, routes } => {
+                            let f = family_name(family);
+                            tracing::warn!(peer = %label, name = %self.peer.name, "peer did not negotiate {f} unicast; {routes} {f} routes are not announced to it");
+                        }
+                        Action::FamilyCleared(family) => {
+                            let f = family_name(family);
+                            tracing::info!(peer = %label, name = %self.peer.name, "peer negotiated {f} unicast; {f} routes are announced to it again");
                         }
                         Action::Unannounceable { prefixes, why } => {
                             tracing::warn!(peer = %label, name = %self.peer.name, ?prefixes, reason = %why, "not announcing these routes to this peer");
@@ -166,6 +292,8 @@ impl PeerIo {
                         Action::Finished => return,
                     }
                 }
+                // A connection the session did not take is closed.
+                just_accepted = None;
                 if announced_changed {
                     metrics::bgp_prefixes(&label, &self.router_id, session.announced().len());
                     // Per peer: each session announces on its own.
@@ -186,20 +314,11 @@ impl PeerIo {
                 .iter()
                 .min_by_key(|(_, at)| **at)
                 .map(|(t, at)| (*t, *at));
+            let [outgoing, incoming] = &mut conns;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    let goodbye = async {
-                        for action in session.handle(Event::Stop) {
-                            if let Action::Send(message) = action {
-                                let _ = conn.send(&message, &label, &self.router_id).await;
-                            }
-                        }
-                        conn.flush().await;
-                    };
-                    if tokio::time::timeout(SHUTDOWN_TIMEOUT, goodbye).await.is_err() {
-                        tracing::warn!(peer = %label, "peer did not take our withdrawals in time");
-                    }
+                    goodbye(&mut session, &mut conns, &label).await;
                     metrics::bgp_session_state(&label, &self.router_id, State::Idle as u8);
                     return;
                 }
@@ -208,19 +327,22 @@ impl PeerIo {
                     match result {
                         Ok(stream) => {
                             let local = stream.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-                            conn = Connection::from(stream);
-                            buffer.clear();
+                            conns[slot(Side::Outgoing)] = Some(Connection::new(stream, &label_arc, &router_id_arc));
                             pending.push(Event::Connected { local });
                         }
-                        Err(e) => pending.push(Event::ConnectFailed(e.to_string())),
+                        Err(e) => pending.push(Event::ConnectFailed(self.connect_failure(&e))),
                     }
                 }
-                read = conn.read(&mut buffer) => {
-                    match read {
-                        Ok(0) => pending.push(Event::Closed("peer closed the connection".into())),
-                        Ok(_) => pending.extend(drain_messages(&mut buffer, session.four_octet_as(), &label, &self.router_id)),
-                        Err(e) => pending.push(Event::Closed(e.to_string())),
-                    }
+                stream = next_accepted(&self.accepted) => {
+                    let local = stream.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                    just_accepted = Some(stream);
+                    pending.push(Event::Accepted { local });
+                }
+                report = next_report(outgoing) => {
+                    pending.extend(self.on_report(Side::Outgoing, report, &mut conns, &session));
+                }
+                report = next_report(incoming) => {
+                    pending.extend(self.on_report(Side::Incoming, report, &mut conns, &session));
                 }
                 changed = desired.changed() => {
                     if changed.is_err() {
@@ -233,7 +355,7 @@ impl PeerIo {
                     if let Some(at) = routes.changed_at
                         && session.state() == State::Established
                     {
-                        // Measured once the UPDATEs are written (next loop turn).
+                        // Measured once the UPDATEs are queued (next loop turn).
                         latency_pending = Some(at);
                     }
                 }
@@ -246,10 +368,98 @@ impl PeerIo {
             }
         }
     }
+
+    /// Turns what a connection reported into events. A connection that
+    /// ended (peer closed, read or write failed) is dropped here at once.
+    fn on_report(
+        &self,
+        side: Side,
+        report: Report,
+        conns: &mut [Option<Connection>; 2],
+        session: &Session,
+    ) -> Vec<Event> {
+        let closed = |why: String| vec![Event::Closed(side, why)];
+        let events = match report {
+            Report::Read(Ok(0)) => closed("peer closed the connection".into()),
+            Report::Read(Err(e)) => closed(e.to_string()),
+            Report::WriterEnded(Ok(())) => closed("connection closed".into()),
+            Report::WriterEnded(Err(e)) => closed(format!("write failed: {e}")),
+            Report::Read(Ok(_)) => {
+                let Some(conn) = &mut conns[slot(side)] else {
+                    return Vec::new();
+                };
+                return drain_messages(
+                    side,
+                    &mut conn.buffer,
+                    session.four_octet_as(side),
+                    &self.label(),
+                    &self.router_id,
+                );
+            }
+        };
+        conns[slot(side)] = None;
+        events
+    }
+}
+
+/// Shutdown: withdraw while the peer reads, then the Cease, then close;
+/// all within [`SHUTDOWN_TIMEOUT`], whatever the peer does.
+async fn goodbye(session: &mut Session, conns: &mut [Option<Connection>; 2], label: &str) {
+    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    let mut last_words = Vec::new();
+    for action in session.handle(Event::Stop) {
+        match action {
+            Action::Send(side, message @ Message::Update(_)) => {
+                if let Some(conn) = &conns[slot(side)] {
+                    let _ = conn.outbox.push(&message);
+                }
+            }
+            Action::Send(side, message) => last_words.push((side, message)),
+            _ => {}
+        }
+    }
+    let drained = async {
+        for conn in conns.iter().flatten() {
+            conn.outbox.idle().await;
+        }
+    };
+    let in_time = tokio::time::timeout_at(deadline, drained).await.is_ok();
+    for (side, message) in last_words {
+        if let Some(conn) = &conns[slot(side)] {
+            let _ = conn.outbox.push(&message);
+        }
+    }
+    let mut writers: Vec<Connection> = conns.iter_mut().filter_map(Option::take).collect();
+    for conn in &writers {
+        conn.outbox.close();
+    }
+    let closed = async {
+        for conn in &mut writers {
+            let _ = conn.writer.finished().await;
+        }
+    };
+    if !in_time || tokio::time::timeout_at(deadline, closed).await.is_err() {
+        tracing::warn!(peer = %label, "peer did not take our withdrawals in time");
+    }
+}
+
+fn slot(side: Side) -> usize {
+    match side {
+        Side::Outgoing => 0,
+        Side::Incoming => 1,
+    }
+}
+
+async fn next_accepted(accepted: &Option<Arc<super::listener::Accepted>>) -> TcpStream {
+    match accepted {
+        Some(accepted) => accepted.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Splits complete messages off the front of `buffer` and decodes them.
 fn drain_messages(
+    side: Side,
     buffer: &mut Vec<u8>,
     four_octet_as: bool,
     label: &str,
@@ -269,17 +479,17 @@ fn drain_messages(
                             "received",
                             incoming_kind(&incoming),
                         );
-                        events.push(Event::Received(incoming));
+                        events.push(Event::Received(side, incoming));
                     }
                     Err(DecodeError::Fatal(n)) => {
-                        events.push(Event::Invalid(n));
+                        events.push(Event::Invalid(side, n));
                         buffer.clear();
                         return events;
                     }
                 }
             }
             Err(DecodeError::Fatal(n)) => {
-                events.push(Event::Invalid(n));
+                events.push(Event::Invalid(side, n));
                 buffer.clear();
                 return events;
             }
@@ -294,53 +504,6 @@ fn incoming_kind(incoming: &packet::Incoming) -> &'static str {
         packet::Incoming::Notification(_) => "notification",
         packet::Incoming::Keepalive => "keepalive",
         packet::Incoming::RouteRefresh { .. } => "route_refresh",
-    }
-}
-
-/// The TCP connection, split so reading and writing do not block each other.
-#[derive(Default)]
-struct Connection {
-    reader: Option<OwnedReadHalf>,
-    writer: Option<OwnedWriteHalf>,
-}
-
-impl From<TcpStream> for Connection {
-    fn from(stream: TcpStream) -> Self {
-        let (reader, writer) = stream.into_split();
-        Connection {
-            reader: Some(reader),
-            writer: Some(writer),
-        }
-    }
-}
-
-impl Connection {
-    async fn send(
-        &mut self,
-        message: &Message,
-        label: &str,
-        router_id: &str,
-    ) -> std::io::Result<()> {
-        let Some(writer) = &mut self.writer else {
-            return Ok(());
-        };
-        writer.write_all(&packet::encode(message)).await?;
-        metrics::bgp_message(label, router_id, "sent", message.kind());
-        Ok(())
-    }
-
-    async fn flush(&mut self) {
-        if let Some(writer) = &mut self.writer {
-            let _ = writer.flush().await;
-            let _ = writer.shutdown().await;
-        }
-    }
-
-    async fn read(&mut self, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
-        match &mut self.reader {
-            Some(reader) => reader.read_buf(buffer).await,
-            None => std::future::pending().await,
-        }
     }
 }
 
@@ -363,6 +526,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::net::Ipv4Addr;
 
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     use super::*;
@@ -401,7 +565,24 @@ mod tests {
         hold_time: u16,
         routes: &[&str],
     ) -> (FakePeer, CancellationToken, tokio::task::JoinHandle<()>) {
+        let routes: BTreeSet<ipnet::IpNet> = routes.iter().map(|r| r.parse().unwrap()).collect();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (fake, shutdown, task, _) = established_with(hold_time, routes, listener).await;
+        (fake, shutdown, task)
+    }
+
+    /// As [`established`], against `listener`, which is handed back for
+    /// the next connection.
+    async fn established_with(
+        hold_time: u16,
+        routes: BTreeSet<ipnet::IpNet>,
+        listener: TcpListener,
+    ) -> (
+        FakePeer,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+        TcpListener,
+    ) {
         let port = listener.local_addr().unwrap().port();
         let peer = PeerConfig {
             name: "fake".into(),
@@ -423,8 +604,9 @@ mod tests {
             next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
             next_hop6: None,
             shutdown_reason: "test over".into(),
+            passive: false,
+            jitter_seed: 1,
         });
-        let routes: BTreeSet<ipnet::IpNet> = routes.iter().map(|r| r.parse().unwrap()).collect();
         let (_tx, desired) = watch::channel(DesiredRoutes::decided(routes, None));
         // The sender must outlive the test's session: leak it into the task.
         let shutdown = CancellationToken::new();
@@ -457,7 +639,79 @@ mod tests {
         .await;
         assert_eq!(fake.next().await, Some(Incoming::Keepalive));
         fake.send(Message::Keepalive).await;
-        (fake, shutdown, task)
+        (fake, shutdown, task, listener)
+    }
+
+    /// A listener whose accepted sockets have a tiny receive buffer, and
+    /// 1,000,000 routes (about 5 MB of UPDATEs, more than a socket buffers): a peer that stops reading
+    /// leaves our writes stuck.
+    fn stingy_listener_and_many_routes() -> (TcpListener, BTreeSet<ipnet::IpNet>) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(4).unwrap();
+        let routes = (0..1_000_000u32)
+            .map(|i| ipnet::IpNet::from(std::net::IpAddr::from(Ipv4Addr::from(0x0a00_0000 + i))))
+            .collect();
+        (listener, routes)
+    }
+
+    /// A session Established with a peer that has read the first UPDATE of
+    /// a large table and now stops reading.
+    async fn stalled_peer(
+        hold_time: u16,
+    ) -> (
+        FakePeer,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+        TcpListener,
+    ) {
+        let (listener, routes) = stingy_listener_and_many_routes();
+        let (mut fake, shutdown, task, listener) =
+            established_with(hold_time, routes, listener).await;
+        assert!(matches!(fake.next().await, Some(Incoming::Update(_))));
+        (fake, shutdown, task, listener)
+    }
+
+    /// Issue 10, item 6: the peer completes OPEN and stops reading while we
+    /// have a large table to send. Writes stall in the writer task only: our
+    /// hold timer still fires at 3 s, the session is reset, and we connect
+    /// again after the (capped, jittered) wait.
+    #[tokio::test(start_paused = true)]
+    async fn peer_that_stops_reading_still_hits_our_hold_timer() {
+        let (fake, _shutdown, task, listener) = stalled_peer(3).await;
+        let started = Instant::now();
+        // Not reading, not sending: only our own timers can end this.
+        let again = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+            .await
+            .expect("no reconnect: the hold timer never fired");
+        again.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited <= Duration::from_millis(4100),
+            "hold timer (3 s) plus a retry wait of at most 1 s: {waited:?}"
+        );
+        drop(fake);
+        task.abort();
+    }
+
+    /// Issue 10, bounded shutdown: SIGTERM while the peer reads nothing;
+    /// the goodbye gives up after SHUTDOWN_TIMEOUT.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_is_bounded_when_the_peer_stops_reading() {
+        let (fake, shutdown, task, _listener) = stalled_peer(90).await;
+        let started = Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_millis(100), task)
+            .await
+            .expect("shutdown not bounded")
+            .unwrap();
+        assert!(
+            started.elapsed() >= SHUTDOWN_TIMEOUT,
+            "the goodbye was tried: {:?}",
+            started.elapsed()
+        );
+        drop(fake);
     }
 
     #[tokio::test(start_paused = true)]

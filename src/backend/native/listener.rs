@@ -1,6 +1,11 @@
-//! Passive peers: one listening socket per local address and port, shared by
-//! every passive peer that accepts there, handing each accepted connection to
-//! the session of the peer it comes from.
+//! Inbound connections: one listening socket per local address and port,
+//! shared by every peer that accepts there, handing each accepted connection
+//! to the session of the peer it comes from. Passive peers need it; every
+//! other peer is accepted too (on port 179), so a router that comes back can
+//! connect at once instead of waiting for our next attempt. Such a socket
+//! is optional: if it cannot be bound (port taken, no
+//! CAP_NET_BIND_SERVICE), that is logged once at warn and those peers work
+//! active-only.
 //!
 //! One socket per peer cannot work: Linux refuses a second listener on the
 //! same address and port (SO_REUSEADDR does not allow it, and SO_REUSEPORT
@@ -61,8 +66,12 @@ impl Accepted {
     }
 }
 
-/// The address a passive peer listens on: its `local_address` (or the
-/// unspecified address of the peer's family) and its `port`.
+/// The BGP port, where peers that are not passive are accepted.
+pub const BGP_PORT: u16 = 179;
+
+/// Where a peer's connections are accepted: its `local_address` (or the
+/// unspecified address of the peer's family), on its `port` when passive,
+/// else on [`BGP_PORT`] (`port` is then the peer's own).
 pub fn bind_address(peer: &PeerConfig) -> SocketAddr {
     let ip = peer
         .local_address
@@ -71,10 +80,11 @@ pub fn bind_address(peer: &PeerConfig) -> SocketAddr {
         } else {
             IpAddr::from([0u16; 8])
         });
-    SocketAddr::new(ip, peer.port)
+    SocketAddr::new(ip, if peer.passive { peer.port } else { BGP_PORT })
 }
 
 /// What the listener knows of one peer it accepts for.
+#[derive(Clone)]
 struct Expected {
     ttl: u32,
     password: Option<String>,
@@ -82,9 +92,13 @@ struct Expected {
 }
 
 /// One listening socket and the peers it accepts for, by remote address.
+#[derive(Clone)]
 pub struct PassiveListener {
     bind: SocketAddr,
     peers: HashMap<IpAddr, Expected>,
+    /// A passive peer depends on this socket: failing to bind is an error,
+    /// retried. Otherwise a warning, logged once.
+    required: bool,
 }
 
 impl PassiveListener {
@@ -92,11 +106,17 @@ impl PassiveListener {
         PassiveListener {
             bind,
             peers: HashMap::new(),
+            required: false,
         }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.bind
     }
 
     /// Registers a peer; returns where its connections will arrive.
     pub fn expect(&mut self, peer: &PeerConfig, ttl: u32) -> Arc<Accepted> {
+        self.required |= peer.passive;
         let accepted = Arc::new(Accepted::default());
         self.peers.insert(
             peer.remote_address,
@@ -138,11 +158,16 @@ impl PassiveListener {
                 Ok(listener) => listener,
                 Err(e) => {
                     let message = e.to_string();
-                    if last_error.as_deref() != Some(&message) {
-                        tracing::error!(address = %self.bind, error = %message, "cannot listen for passive BGP peers; retrying");
-                        last_error = Some(message);
+                    if last_error.is_none() && !self.required {
+                        tracing::warn!(address = %self.bind, error = %message, "cannot listen for BGP peers; they are connected to, not accepted from, until this clears");
+                        metrics::backend_error("native", "listen");
+                    } else if self.required {
+                        if last_error.as_deref() != Some(&message) {
+                            tracing::error!(address = %self.bind, error = %message, "cannot listen for passive BGP peers; retrying");
+                        }
+                        metrics::backend_error("native", "listen");
                     }
-                    metrics::backend_error("native", "listen");
+                    last_error = Some(message);
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff.next_delay()) => continue,
@@ -150,7 +175,7 @@ impl PassiveListener {
                 }
             };
             if last_error.take().is_some() {
-                tracing::info!(address = %self.bind, "listening for passive BGP peers");
+                tracing::info!(address = %self.bind, "listening for BGP peers");
             }
             backoff.reset();
             loop {

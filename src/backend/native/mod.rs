@@ -3,10 +3,13 @@
 //! nothing else; what peers send is validated and then ignored (no RIB).
 //!
 //! ```text
-//! desired routes ──watch──► per-peer task (io) ◄──► TCP ◄──► router
-//!                              │ events ▲ actions
-//!                              ▼        │
-//!                           Session (pure FSM) ── packet (pure codec)
+//!                 supervisor (NativeBackend::run): restarts a task that ends
+//!                     │                  or panics before shutdown
+//!        ┌────────────┴──────────────┐
+//! listener per address ──accepted──► per-peer task (io) ◄──► TCP ◄──► router
+//! desired routes ─────────watch────►    │ events ▲ actions    (writer task
+//!                                       ▼        │             per connection)
+//!                              Session (pure FSM) ── packet (pure codec)
 //! ```
 //!
 //! RFCs: 4271 (BGP-4), 4760 (multiprotocol: IPv6 unicast in MP_REACH /
@@ -20,27 +23,39 @@ mod listener;
 pub mod packet;
 pub mod session;
 mod sockopt;
+mod supervise;
+mod writer;
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backend, BackendError, BackendFuture};
 use crate::config::Config;
-use crate::engine::DesiredRoutes;
 use crate::metrics;
+use crate::route::DesiredRoutes;
 use session::{Session, SessionConfig};
 
 const NAME: &str = "native";
 
+/// How long a peer or listener task that ended before shutdown waits
+/// before it is started again.
+const RESTART_AFTER: Duration = Duration::from_millis(500);
+
 pub struct NativeBackend {
-    peers: Vec<(io::PeerIo, Session)>,
-    /// One per local address and port that passive peers accept on.
+    /// Each peer's I/O settings and the config of its (fresh) session.
+    peers: Vec<(io::PeerIo, SessionConfig)>,
+    /// One per local address and port that peers are accepted on.
     listeners: BTreeMap<SocketAddr, listener::PassiveListener>,
+}
+
+/// A jitter seed that differs between peers and between runs.
+fn jitter_seed(peer: &crate::config::PeerConfig) -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(peer.remote_address)
 }
 
 impl NativeBackend {
@@ -68,7 +83,7 @@ impl NativeBackend {
                          which most routers refuse (FRR resets the session, GoBGP drops the routes)"
                     );
                 }
-                let session = Session::new(SessionConfig {
+                let session = SessionConfig {
                     local_asn,
                     remote_asn: peer.remote_asn,
                     router_id,
@@ -79,15 +94,18 @@ impl NativeBackend {
                         _ => None,
                     }),
                     shutdown_reason: config.native.shutdown_message.clone(),
-                });
+                    passive: peer.passive,
+                    jitter_seed: jitter_seed(peer),
+                };
                 let ttl = io::ttl_for(peer, local_asn);
-                let accepted = peer.passive.then(|| {
-                    let bind = listener::bind_address(peer);
+                // Every peer is accepted from, not only passive ones.
+                let bind = listener::bind_address(peer);
+                let accepted = Some(
                     listeners
                         .entry(bind)
                         .or_insert_with(|| listener::PassiveListener::new(bind))
-                        .expect(peer, ttl)
-                });
+                        .expect(peer, ttl),
+                );
                 let io = io::PeerIo {
                     ttl,
                     peer: peer.clone(),
@@ -112,22 +130,30 @@ impl Backend for NativeBackend {
         shutdown: CancellationToken,
     ) -> BackendFuture {
         Box::pin(async move {
-            metrics::backend_errors_zero(NAME, &["session", "listen"]);
-            let mut tasks = JoinSet::new();
+            metrics::backend_errors_zero(NAME, &["session", "listen", "task"]);
+            let mut tasks = Vec::new();
             for listener in self.listeners.into_values() {
-                tasks.spawn(listener.run(shutdown.clone()));
+                let name = format!("BGP listener {}", listener.address());
+                let stop = shutdown.clone();
+                tasks.push(supervise::Task::new(name, move || {
+                    Box::pin(listener.clone().run(stop.clone()))
+                }));
             }
-            for (io, session) in self.peers {
-                tasks.spawn(io.run(session, desired.clone(), shutdown.clone()));
+            for (io, config) in self.peers {
+                let name = format!("BGP peer {} ({})", io.peer.name, io.peer.remote_address);
+                let (desired, stop) = (desired.clone(), shutdown.clone());
+                tasks.push(supervise::Task::new(name, move || {
+                    // A fresh session each time: nothing of the dead one's
+                    // state is trusted.
+                    let session = Session::new(config.clone());
+                    Box::pin(io.clone().run(session, desired.clone(), stop.clone()))
+                }));
             }
-            shutdown.cancelled().await;
-            // Each peer sends its withdrawals and a Cease, bounded inside; this
-            // bound only guards against a task that cannot finish at all.
-            let all_done = async { while tasks.join_next().await.is_some() {} };
-            if tokio::time::timeout(Duration::from_secs(5), all_done)
-                .await
-                .is_err()
-            {
+            // Each peer sends its withdrawals and a Cease, bounded inside
+            // (io::SHUTDOWN_TIMEOUT); this bound only guards against a task
+            // that cannot finish at all.
+            let bound = io::SHUTDOWN_TIMEOUT + Duration::from_secs(1);
+            if !supervise::run(tasks, shutdown, RESTART_AFTER, bound).await {
                 tracing::warn!("some BGP sessions did not close in time");
             }
             tracing::info!("withdrew all routes from BGP peers");

@@ -727,6 +727,46 @@ fn decode_prefixes(mut data: &[u8], v6: bool) -> Result<Vec<IpNet>, DecodeError>
     Ok(out)
 }
 
+/// One path attribute's header: flags, type code, value length, and the
+/// header's own length (3, or 4 with Extended Length).
+struct AttributeHeader {
+    flags: u8,
+    code: u8,
+    len: usize,
+    header: usize,
+}
+
+/// The header of the attribute at the front of `rest`, if the header and
+/// the value it announces both fit in `rest`.
+fn attribute_header(rest: &[u8]) -> Option<AttributeHeader> {
+    let (&flags, after) = rest.split_first()?;
+    let (&code, after) = after.split_first()?;
+    let (len, header) = if flags & 0x10 != 0 {
+        let l = after.get(..2)?;
+        (usize::from(u16::from_be_bytes([l[0], l[1]])), 4)
+    } else {
+        (usize::from(*after.first()?), 3)
+    };
+    (rest.len() >= header + len).then_some(AttributeHeader {
+        flags,
+        code,
+        len,
+        header,
+    })
+}
+
+/// Decodes an UPDATE body. RFC 7606 decides what an error costs. Anything in
+/// the path attributes that leaves the NLRI locatable is treat-as-withdraw
+/// (we keep no RIB, so that is a log line and nothing else). Only these
+/// still reset the session, because the NLRI cannot be parsed at all
+/// (RFC 7606 §5.3, and §3 g for repeats):
+/// - Withdrawn Routes Length or Total Path Attribute Length running past
+///   the message (3/1): the NLRI cannot be located;
+/// - a malformed prefix in Withdrawn Routes or NLRI (3/10);
+/// - MP_REACH_NLRI / MP_UNREACH_NLRI too short for their fixed fields, with
+///   a next hop length running past the attribute, with a malformed prefix,
+///   or present twice (3/1, 3/10; RFC 7606 §7.11 also allows "AFI/SAFI
+///   disable", which anycastd does not implement).
 fn decode_update(body: &[u8], four_octet_as: bool) -> Result<ReceivedUpdate, DecodeError> {
     let withdrawn_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
     let withdrawn_end = 2 + withdrawn_len;
@@ -753,23 +793,27 @@ fn decode_update(body: &[u8], four_octet_as: bool) -> Result<ReceivedUpdate, Dec
         update.treat_as_withdraw.get_or_insert(why);
     };
     while !rest.is_empty() {
-        let [flags, code, ..] = rest else {
-            return Err(malformed_attributes());
+        let Some(AttributeHeader {
+            flags,
+            code,
+            len,
+            header,
+        }) = attribute_header(rest)
+        else {
+            // RFC 7606 §4: 1–3 stray bytes, too few for an attribute header,
+            // or an attribute whose length runs past the Total Path
+            // Attribute Length. Treat as withdraw; the NLRI is still found
+            // by the total length, so the session stays up.
+            treat_as_withdraw(
+                format!(
+                    "path attribute runs past the attribute block ({} bytes left)",
+                    rest.len()
+                ),
+                &mut update,
+            );
+            break;
         };
-        let (flags, code) = (*flags, *code);
-        let extended = flags & 0x10 != 0;
-        let (len, header) = if extended {
-            let l = rest.get(2..4).ok_or_else(malformed_attributes)?;
-            (usize::from(u16::from_be_bytes([l[0], l[1]])), 4)
-        } else {
-            (
-                usize::from(*rest.get(2).ok_or_else(malformed_attributes)?),
-                3,
-            )
-        };
-        let value = rest
-            .get(header..header + len)
-            .ok_or_else(malformed_attributes)?;
+        let value = &rest[header..header + len];
         rest = &rest[header + len..];
         if std::mem::replace(&mut seen[usize::from(code)], true) {
             // Repeated attributes: MP_* repeats reset (RFC 7606 §3 g), others

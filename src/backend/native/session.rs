@@ -8,6 +8,20 @@
 //! OpenConfirm ─KEEPALIVE─► Established (send table + End-of-RIB)
 //! any error ─► NOTIFICATION, close, Idle, ConnectRetry after backoff
 //! ```
+//!
+//! A session has up to two TCP connections at once: the one we opened
+//! ([`Side::Outgoing`]) and one the peer opened ([`Side::Incoming`]).
+//! Inbound connections from the configured peer are always taken (unless a
+//! connection is already Established), so a router that comes back can
+//! connect at once instead of waiting for our retry. When both get as far
+//! as an OPEN, RFC 4271 §6.8 decides which one stays: the one opened by the
+//! side with the higher BGP Identifier (RFC 6286 §2.3: the higher AS on a
+//! tie); the other is closed with Cease / Connection Collision Resolution.
+//!
+//! Reconnect waits are capped at [`RETRY_CAP`] and jittered (RFC 4271 §10:
+//! a factor between 0.75 and 1) from a seed in the config, so tests see the
+//! same waits every run. The peer's own Cease is not a failure of ours and
+//! does not lengthen the wait; reaching Established starts it over.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -19,7 +33,6 @@ use super::packet::{
     AS_TRANS, Attributes, Capability, Family, Incoming, Message, Notification, Open, Origin,
     Update, build_updates, ipv4_of,
 };
-use crate::backend::Backoff;
 
 /// Session states, numbered as the original anycastd's
 /// `anycastd_gobgp_peer_session_state` (0 is "unknown").
@@ -46,13 +59,45 @@ impl State {
     }
 }
 
+/// Who opened a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// We connected to the peer.
+    Outgoing,
+    /// The peer connected to us.
+    Incoming,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::Outgoing => 0,
+            Side::Incoming => 1,
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Outgoing => Side::Incoming,
+            Side::Incoming => Side::Outgoing,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Outgoing => "outgoing",
+            Side::Incoming => "incoming",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Timer {
     ConnectRetry,
-    Hold,
-    Keepalive,
-    /// The session has stayed Established long enough to count as stable:
-    /// only then does the reconnect backoff start over.
+    Hold(Side),
+    Keepalive(Side),
+    /// The session has stayed Established long enough to count as stable;
+    /// a failure before that still lengthens the reconnect wait.
     Stable,
 }
 
@@ -60,16 +105,23 @@ pub enum Timer {
 pub enum Event {
     /// Begin (connect, or wait for the peer when passive).
     Start,
-    /// TCP is up; `local` is our end's address.
+    /// Our connection attempt succeeded; `local` is our end's address.
     Connected {
         local: IpAddr,
     },
+    /// The peer connected to us. Answered with [`Action::Accept`] or
+    /// [`Action::Refuse`].
+    Accepted {
+        local: IpAddr,
+    },
+    /// Our connection attempt failed.
     ConnectFailed(String),
-    /// The peer closed, reset, or a read/write failed.
-    Closed(String),
-    Received(Incoming),
-    /// What the peer sent is invalid: this NOTIFICATION is owed.
-    Invalid(Notification),
+    /// The peer closed, reset, or a read/write failed on this connection.
+    Closed(Side, String),
+    Received(Side, Incoming),
+    /// What the peer sent on this connection is invalid: this NOTIFICATION
+    /// is owed.
+    Invalid(Side, Notification),
     TimerFired(Timer),
     /// The engine's desired routes changed.
     Desired(BTreeSet<IpNet>),
@@ -79,18 +131,30 @@ pub enum Event {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Open the TCP connection (or, when passive, accept the peer's).
+    /// Open an outgoing TCP connection.
     Connect,
-    Send(Message),
-    /// Close the TCP connection.
-    Close,
+    /// Take the connection just accepted as the incoming one (replacing an
+    /// older incoming connection, which the peer has given up on).
+    Accept,
+    /// Send this NOTIFICATION on the connection just accepted, and close it.
+    Refuse(Notification),
+    Send(Side, Message),
+    /// Close this connection (after writing a NOTIFICATION already queued).
+    Close(Side),
     SetTimer(Timer, Duration),
     CancelTimer(Timer),
     StateChanged(State),
-    /// The session left Established (or failed to get there): why.
+    /// The session left Established: why.
     Down(String),
+    /// A connection attempt, or a connection not yet Established, failed:
+    /// why.
+    NotEstablished(String),
     /// The session reached Established.
     Up,
+    /// Two connections reached OPEN; this one was closed (RFC 4271 §6.8).
+    CollisionResolved {
+        closed: Side,
+    },
     /// A received UPDATE had an attribute error handled as withdraw (RFC 7606).
     TreatedAsWithdraw(String),
     /// These desired prefixes cannot be announced on this session (each
@@ -99,6 +163,18 @@ pub enum Action {
         prefixes: Vec<IpNet>,
         why: String,
     },
+    /// A connection attempt failed; the first of a run of failures.
+    Unreachable(String),
+    /// The session came up after [`Action::Unreachable`].
+    Reachable,
+    /// The peer did not negotiate a family we have `routes` routes of;
+    /// reported once until a session negotiates it.
+    FamilyMissing {
+        family: Family,
+        routes: usize,
+    },
+    /// A session negotiated a family reported missing.
+    FamilyCleared(Family),
     /// After `Stop`: nothing more will happen.
     Finished,
 }
@@ -117,6 +193,10 @@ pub struct SessionConfig {
     pub next_hop6: Option<Ipv6Addr>,
     /// RFC 8203 text sent with the Cease at shutdown.
     pub shutdown_reason: String,
+    /// Only wait for the peer to connect; never connect to it.
+    pub passive: bool,
+    /// Seeds the jitter of reconnect waits.
+    pub jitter_seed: u64,
 }
 
 /// What both sides agreed in OPEN.
@@ -125,45 +205,136 @@ struct Negotiated {
     hold_time: u16,
     four_octet_as: bool,
     families: Vec<Family>,
+}
+
+/// One TCP connection past the TCP handshake.
+#[derive(Debug, Clone)]
+struct Conn {
+    /// OpenSent, OpenConfirm or Established.
+    state: State,
     local: IpAddr,
+    negotiated: Option<Negotiated>,
 }
 
 /// RFC 4271 §10: hold time while waiting for the peer's OPEN.
 const LARGE_HOLD: Duration = Duration::from_secs(240);
 
-/// How long a session must stay Established before the reconnect backoff
-/// starts over. A peer that accepts the OPEN and then refuses the first
-/// UPDATE (FRR answers a loopback NEXT_HOP with 3/8 at once) would otherwise
-/// be reconnected to every second, forever (RFC 4271 §8.1.1
-/// DampPeerOscillations).
+/// The first reconnect wait.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+/// The longest reconnect wait: once the peer is back, it has our routes
+/// within this (or at once, when it connects to us itself).
+pub const RETRY_CAP: Duration = Duration::from_secs(5);
+
+/// How long a session must stay Established before a failure no longer
+/// counts against the reconnect wait. A peer that accepts the OPEN and then
+/// refuses the first UPDATE (FRR answers a loopback NEXT_HOP with 3/8 at
+/// once) is then retried 1, 2, 4, 5, 5 … s apart rather than every second
+/// (RFC 4271 §8.1.1 DampPeerOscillations). A Cease from the peer never
+/// counts.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Reconnect waits: doubling from [`RETRY_BASE`] up to [`RETRY_CAP`], each
+/// scaled by a jitter factor in [0.75, 1].
+#[derive(Debug, Clone)]
+struct Reconnect {
+    failures: u32,
+    /// `failures` when the current session reached Established, until it
+    /// is stable: a failure before then carries on from there.
+    before_established: Option<u32>,
+    /// xorshift64 state.
+    rng: u64,
+}
+
+impl Reconnect {
+    fn new(seed: u64) -> Reconnect {
+        Reconnect {
+            failures: 0,
+            before_established: None,
+            // xorshift never leaves 0.
+            rng: seed | 1,
+        }
+    }
+
+    /// The next wait; `failure` says whether this retry follows a failure
+    /// of ours (which lengthens the next one).
+    fn delay(&mut self, failure: bool) -> Duration {
+        let doubled = RETRY_BASE.saturating_mul(1u32 << self.failures.min(16));
+        if failure {
+            self.failures = self.failures.saturating_add(1);
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let per_mille = 750 + u32::try_from(self.rng % 251).unwrap_or(0);
+        doubled.min(RETRY_CAP) * per_mille / 1000
+    }
+
+    fn established(&mut self) {
+        self.before_established = Some(self.failures);
+        self.failures = 0;
+    }
+
+    fn stable(&mut self) {
+        self.before_established = None;
+    }
+
+    /// The Established session ended; `failure` as in [`Reconnect::delay`].
+    fn session_ended(&mut self, failure: bool) {
+        if let Some(before) = self.before_established.take()
+            && failure
+        {
+            self.failures = before;
+        }
+    }
+}
+
+/// Why a connection ends, for the reconnect wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Our failure or the peer's error: waits lengthen.
+    Failure,
+    /// The peer's Cease: not our failure.
+    PeerCease,
+}
 
 pub struct Session {
     config: SessionConfig,
+    /// The state last reported with [`Action::StateChanged`].
     state: State,
+    started: bool,
     desired: BTreeSet<IpNet>,
     /// What the peer has been sent and not withdrawn.
     announced: BTreeSet<IpNet>,
     /// Desired prefixes left out for want of a next hop, reported once per
     /// session.
     unannounceable: BTreeSet<IpNet>,
-    negotiated: Option<Negotiated>,
-    local: Option<IpAddr>,
-    backoff: Backoff,
+    /// Families reported missing ([`Action::FamilyMissing`]).
+    missing_families: BTreeSet<Family>,
+    /// The connections, by [`Side::index`].
+    conns: [Option<Conn>; 2],
+    /// An outgoing connection attempt is in flight.
+    connecting: bool,
+    /// Connection attempts have failed since the session was last up.
+    unreachable: bool,
+    reconnect: Reconnect,
     stopping: bool,
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Session {
+        let reconnect = Reconnect::new(config.jitter_seed);
         Session {
             config,
             state: State::Idle,
+            started: false,
             desired: BTreeSet::new(),
             announced: BTreeSet::new(),
             unannounceable: BTreeSet::new(),
-            negotiated: None,
-            local: None,
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            missing_families: BTreeSet::new(),
+            conns: [None, None],
+            connecting: false,
+            unreachable: false,
+            reconnect,
             stopping: false,
         }
     }
@@ -176,183 +347,274 @@ impl Session {
         &self.announced
     }
 
-    /// Whether AS numbers on this session take 4 octets (for decoding).
-    pub fn four_octet_as(&self) -> bool {
-        self.negotiated.as_ref().is_some_and(|n| n.four_octet_as)
+    /// Whether AS numbers on this connection take 4 octets (for decoding).
+    pub fn four_octet_as(&self, side: Side) -> bool {
+        self.conn(side)
+            .and_then(|c| c.negotiated.as_ref())
+            .is_some_and(|n| n.four_octet_as)
+    }
+
+    fn conn(&self, side: Side) -> Option<&Conn> {
+        self.conns[side.index()].as_ref()
+    }
+
+    fn conn_mut(&mut self, side: Side) -> Option<&mut Conn> {
+        self.conns[side.index()].as_mut()
+    }
+
+    /// The connection that is Established, if any.
+    fn established(&self) -> Option<Side> {
+        [Side::Outgoing, Side::Incoming].into_iter().find(|side| {
+            self.conn(*side)
+                .is_some_and(|c| c.state == State::Established)
+        })
+    }
+
+    /// The negotiation of the Established connection.
+    fn negotiated(&self) -> Option<&Negotiated> {
+        self.established()
+            .and_then(|side| self.conn(side))
+            .and_then(|c| c.negotiated.as_ref())
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
+        let stop = event == Event::Stop;
         match event {
             Event::Start => {
-                if self.state == State::Idle && !self.stopping {
-                    self.set_state(State::Connect, &mut out);
-                    out.push(Action::Connect);
+                if !self.started && !self.stopping {
+                    self.started = true;
+                    self.connect(&mut out);
+                }
+            }
+            Event::TimerFired(Timer::ConnectRetry) => {
+                let idle = self.conns.iter().all(Option::is_none) && !self.connecting;
+                if self.started && idle && !self.stopping {
+                    self.connect(&mut out);
                 }
             }
             Event::Connected { local } => {
-                if self.state != State::Connect && self.state != State::Active {
+                if !self.connecting {
                     return out;
                 }
-                self.local = Some(local);
-                out.push(Action::CancelTimer(Timer::ConnectRetry));
-                out.push(Action::Send(Message::Open(self.open())));
-                out.push(Action::SetTimer(Timer::Hold, LARGE_HOLD));
-                self.set_state(State::OpenSent, &mut out);
+                self.connecting = false;
+                if self.stopping
+                    || self.established().is_some()
+                    || self.conn(Side::Outgoing).is_some()
+                {
+                    // Not needed any more: the session is up on the other.
+                    out.push(Action::Close(Side::Outgoing));
+                } else {
+                    self.open_connection(Side::Outgoing, local, &mut out);
+                }
+            }
+            Event::Accepted { local } => {
+                if self.stopping {
+                    out.push(Action::Refuse(Notification::new(6, 5, Vec::new())));
+                } else if self.established().is_some() {
+                    // RFC 4271 §6.8: a connection Established wins over a
+                    // new one.
+                    out.push(Action::Refuse(Notification::new(6, 7, Vec::new())));
+                } else {
+                    // An older incoming connection not yet Established is
+                    // one the peer has given up on.
+                    if self.conns[Side::Incoming.index()].take().is_some() {
+                        out.push(Action::CancelTimer(Timer::Hold(Side::Incoming)));
+                        out.push(Action::CancelTimer(Timer::Keepalive(Side::Incoming)));
+                    }
+                    out.push(Action::Accept);
+                    self.open_connection(Side::Incoming, local, &mut out);
+                }
             }
             Event::ConnectFailed(why) => {
-                if matches!(self.state, State::Connect | State::Active) {
-                    self.reset(format!("connect failed: {why}"), &mut out);
+                if self.connecting {
+                    self.connecting = false;
+                    if !self.unreachable {
+                        self.unreachable = true;
+                        out.push(Action::Unreachable(why.clone()));
+                    }
+                    out.push(Action::NotEstablished(format!("connect failed: {why}")));
+                    self.retry_if_idle(Cause::Failure, &mut out);
                 }
             }
-            Event::Closed(why) => {
-                if self.state != State::Idle {
-                    self.reset(format!("connection closed: {why}"), &mut out);
+            Event::Closed(side, why) => {
+                self.conn_failed(
+                    side,
+                    format!("connection closed: {why}"),
+                    Cause::Failure,
+                    &mut out,
+                );
+            }
+            Event::Invalid(side, notification) => {
+                if self.conn(side).is_some() {
+                    self.handle_invalid(side, notification, &mut out);
                 }
             }
-            Event::Invalid(notification) => {
-                let why = format!("sent {} to the peer", notification.describe());
-                out.push(Action::Send(Message::Notification(notification)));
-                self.reset(why, &mut out);
-            }
-            Event::Received(message) => self.receive(message, &mut out),
-            Event::TimerFired(Timer::ConnectRetry) => {
-                if self.state == State::Idle && !self.stopping {
-                    self.set_state(State::Connect, &mut out);
-                    out.push(Action::Connect);
-                }
-            }
-            Event::TimerFired(Timer::Hold) => {
-                if matches!(
-                    self.state,
-                    State::OpenSent | State::OpenConfirm | State::Established
-                ) {
-                    out.push(Action::Send(Message::Notification(Notification::new(
-                        4,
-                        0,
-                        Vec::new(),
-                    ))));
-                    self.reset("hold timer expired".into(), &mut out);
+            Event::Received(side, message) => self.receive(side, message, &mut out),
+            Event::TimerFired(Timer::Hold(side)) => {
+                if self.conn(side).is_some() {
+                    out.push(Action::Send(
+                        side,
+                        Message::Notification(Notification::new(4, 0, Vec::new())),
+                    ));
+                    self.conn_failed(side, "hold timer expired".into(), Cause::Failure, &mut out);
                 }
             }
             Event::TimerFired(Timer::Stable) => {
-                if self.state == State::Established {
-                    self.backoff.reset();
+                if self.established().is_some() {
+                    self.reconnect.stable();
                 }
             }
-            Event::TimerFired(Timer::Keepalive) => {
-                if let (State::OpenConfirm | State::Established, Some(n)) =
-                    (self.state, &self.negotiated)
+            Event::TimerFired(Timer::Keepalive(side)) => {
+                if let Some(Conn {
+                    state: State::OpenConfirm | State::Established,
+                    negotiated: Some(n),
+                    ..
+                }) = self.conn(side)
                     && n.hold_time > 0
                 {
-                    out.push(Action::Send(Message::Keepalive));
-                    out.push(Action::SetTimer(
-                        Timer::Keepalive,
-                        keepalive_of(n.hold_time),
-                    ));
+                    let every = keepalive_of(n.hold_time);
+                    out.push(Action::Send(side, Message::Keepalive));
+                    out.push(Action::SetTimer(Timer::Keepalive(side), every));
                 }
             }
             Event::Desired(routes) => {
                 self.desired = routes;
-                if self.state == State::Established {
+                if self.established().is_some() {
                     self.sync(&mut out);
                 }
             }
             Event::Stop => {
                 self.stopping = true;
-                if self.state == State::Established {
+                if let Some(side) = self.established() {
                     let withdraw: Vec<IpNet> = self.announced.iter().copied().collect();
-                    self.send_updates(&withdraw, &[], &mut out);
+                    self.send_updates(side, &withdraw, &[], &mut out);
                     self.announced.clear();
-                }
-                if matches!(
-                    self.state,
-                    State::OpenSent | State::OpenConfirm | State::Established
-                ) {
-                    out.push(Action::Send(Message::Notification(
-                        Notification::administrative_shutdown(&self.config.shutdown_reason),
-                    )));
-                }
-                out.push(Action::Close);
-                for timer in [
-                    Timer::ConnectRetry,
-                    Timer::Hold,
-                    Timer::Keepalive,
-                    Timer::Stable,
-                ] {
-                    out.push(Action::CancelTimer(timer));
-                }
-                if self.state == State::Established {
                     out.push(Action::Down("shutting down".into()));
                 }
-                self.set_state(State::Idle, &mut out);
-                out.push(Action::Finished);
+                for side in [Side::Outgoing, Side::Incoming] {
+                    if self.conns[side.index()].take().is_some() {
+                        out.push(Action::Send(
+                            side,
+                            Message::Notification(Notification::administrative_shutdown(
+                                &self.config.shutdown_reason,
+                            )),
+                        ));
+                        out.push(Action::Close(side));
+                    }
+                    out.push(Action::CancelTimer(Timer::Hold(side)));
+                    out.push(Action::CancelTimer(Timer::Keepalive(side)));
+                }
+                if self.connecting {
+                    self.connecting = false;
+                    out.push(Action::Close(Side::Outgoing));
+                }
+                out.push(Action::CancelTimer(Timer::ConnectRetry));
+                out.push(Action::CancelTimer(Timer::Stable));
             }
+        }
+        self.report_state(&mut out);
+        if stop {
+            out.push(Action::Finished);
         }
         out
     }
 
-    fn receive(&mut self, message: Incoming, out: &mut Vec<Action>) {
-        let in_session = matches!(
-            self.state,
-            State::OpenSent | State::OpenConfirm | State::Established
-        );
-        if !in_session {
-            return;
+    /// Starts a connection attempt, unless passive.
+    fn connect(&mut self, out: &mut Vec<Action>) {
+        if !self.config.passive {
+            self.connecting = true;
+            out.push(Action::Connect);
         }
-        match (self.state, message) {
+    }
+
+    /// A TCP connection is up on `side`: send our OPEN.
+    fn open_connection(&mut self, side: Side, local: IpAddr, out: &mut Vec<Action>) {
+        self.conns[side.index()] = Some(Conn {
+            state: State::OpenSent,
+            local,
+            negotiated: None,
+        });
+        out.push(Action::CancelTimer(Timer::ConnectRetry));
+        out.push(Action::Send(side, Message::Open(self.open())));
+        out.push(Action::SetTimer(Timer::Hold(side), LARGE_HOLD));
+    }
+
+    /// The state to report: the most advanced connection's, else whether a
+    /// connection attempt is in flight (Connect) or we wait for the peer
+    /// (Active, when passive).
+    fn derived_state(&self) -> State {
+        let best = self
+            .conns
+            .iter()
+            .flatten()
+            .map(|c| c.state)
+            .max_by_key(|s| *s as u8);
+        match best {
+            Some(state) => state,
+            None if self.connecting => State::Connect,
+            None if self.config.passive && self.started && !self.stopping => State::Active,
+            None => State::Idle,
+        }
+    }
+
+    fn report_state(&mut self, out: &mut Vec<Action>) {
+        let state = self.derived_state();
+        if state != self.state {
+            self.state = state;
+            out.push(Action::StateChanged(state));
+        }
+    }
+
+    fn receive(&mut self, side: Side, message: Incoming, out: &mut Vec<Action>) {
+        let Some(state) = self.conn(side).map(|c| c.state) else {
+            return;
+        };
+        match (state, message) {
             (_, Incoming::Notification(n)) => {
-                self.reset(format!("peer sent {}", n.describe()), out);
-            }
-            (State::OpenSent, Incoming::Open(open)) => {
-                if let Err(notification) = self.check_open(&open) {
-                    self.handle_invalid(notification, out);
-                    return;
-                }
-                let hold_time = self.config.hold_time.min(open.hold_time);
-                let negotiated = Negotiated {
-                    hold_time,
-                    four_octet_as: open.four_octet_as(),
-                    families: open.families(),
-                    local: self.local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                };
-                out.push(Action::Send(Message::Keepalive));
-                if hold_time > 0 {
-                    out.push(Action::SetTimer(
-                        Timer::Hold,
-                        Duration::from_secs(u64::from(hold_time)),
-                    ));
-                    out.push(Action::SetTimer(Timer::Keepalive, keepalive_of(hold_time)));
+                // The peer's Cease (shutdown, reset, collision) is not our
+                // failure.
+                let cause = if n.code == 6 {
+                    Cause::PeerCease
                 } else {
-                    out.push(Action::CancelTimer(Timer::Hold));
-                }
-                self.negotiated = Some(negotiated);
-                self.set_state(State::OpenConfirm, out);
+                    Cause::Failure
+                };
+                self.conn_failed(side, format!("peer sent {}", n.describe()), cause, out);
             }
+            (State::OpenSent, Incoming::Open(open)) => self.receive_open(side, &open, out),
             (State::OpenConfirm, Incoming::Keepalive) => {
-                self.restart_hold(out);
-                self.set_state(State::Established, out);
+                if let Some(conn) = self.conn_mut(side) {
+                    conn.state = State::Established;
+                }
+                self.restart_hold(side, out);
+                self.reconnect.established();
+                out.push(Action::CancelTimer(Timer::ConnectRetry));
                 out.push(Action::SetTimer(Timer::Stable, STABLE_AFTER));
                 out.push(Action::Up);
+                if std::mem::take(&mut self.unreachable) {
+                    out.push(Action::Reachable);
+                }
                 self.announced.clear();
                 self.sync(out);
-                let families = self.families();
-                for family in families {
-                    out.push(Action::Send(Message::Update(Update {
-                        end_of_rib: Some(family),
-                        ..Update::default()
-                    })));
+                for family in self.families() {
+                    out.push(Action::Send(
+                        side,
+                        Message::Update(Update {
+                            end_of_rib: Some(family),
+                            ..Update::default()
+                        }),
+                    ));
                 }
             }
-            (State::Established, Incoming::Keepalive) => self.restart_hold(out),
+            (State::Established, Incoming::Keepalive) => self.restart_hold(side, out),
             (State::Established, Incoming::Update(update)) => {
-                self.restart_hold(out);
+                self.restart_hold(side, out);
                 if let Some(why) = update.treat_as_withdraw {
                     out.push(Action::TreatedAsWithdraw(why));
                 }
             }
             (State::Established, Incoming::RouteRefresh { afi, safi }) => {
-                self.restart_hold(out);
+                self.restart_hold(side, out);
                 let family = match (afi, safi) {
                     (1, 1) => Family::Ipv4Unicast,
                     (2, 1) => Family::Ipv6Unicast,
@@ -364,11 +626,14 @@ impl Session {
                     .filter(|p| Family::of(p) == family)
                     .copied()
                     .collect();
-                self.send_updates(&[], &again, out);
-                out.push(Action::Send(Message::Update(Update {
-                    end_of_rib: Some(family),
-                    ..Update::default()
-                })));
+                self.send_updates(side, &[], &again, out);
+                out.push(Action::Send(
+                    side,
+                    Message::Update(Update {
+                        end_of_rib: Some(family),
+                        ..Update::default()
+                    }),
+                ));
             }
             // Anything else in the wrong state is an FSM error (RFC 6608).
             (state, _) => {
@@ -377,15 +642,90 @@ impl Session {
                     State::OpenConfirm => 2,
                     _ => 3,
                 };
-                self.handle_invalid(Notification::new(5, subcode, Vec::new()), out);
+                self.handle_invalid(side, Notification::new(5, subcode, Vec::new()), out);
             }
         }
     }
 
-    fn handle_invalid(&mut self, notification: Notification, out: &mut Vec<Action>) {
+    fn receive_open(&mut self, side: Side, open: &Open, out: &mut Vec<Action>) {
+        if let Err(notification) = self.check_open(open) {
+            self.handle_invalid(side, notification, out);
+            return;
+        }
+        // Collision detection (RFC 4271 §6.8) against the other connection
+        // once it has an OPEN too (OpenConfirm), or is Established.
+        let other = side.other();
+        match self.conn(other).map(|c| c.state) {
+            Some(State::Established) => {
+                self.lose_collision(side, out);
+                return;
+            }
+            Some(State::OpenConfirm) => {
+                if self.collision_loser(open) == side {
+                    self.lose_collision(side, out);
+                    return;
+                }
+                self.lose_collision(other, out);
+            }
+            _ => {}
+        }
+        let hold_time = self.config.hold_time.min(open.hold_time);
+        out.push(Action::Send(side, Message::Keepalive));
+        if hold_time > 0 {
+            out.push(Action::SetTimer(
+                Timer::Hold(side),
+                Duration::from_secs(u64::from(hold_time)),
+            ));
+            out.push(Action::SetTimer(
+                Timer::Keepalive(side),
+                keepalive_of(hold_time),
+            ));
+        } else {
+            out.push(Action::CancelTimer(Timer::Hold(side)));
+        }
+        if let Some(conn) = self.conn_mut(side) {
+            conn.negotiated = Some(Negotiated {
+                hold_time,
+                four_octet_as: open.four_octet_as(),
+                families: open.families(),
+            });
+            conn.state = State::OpenConfirm;
+        }
+    }
+
+    /// Of two connections that both reached OPEN, the one to close: the
+    /// connection opened by the side with the lower BGP Identifier (RFC
+    /// 4271 §6.8), or, with equal identifiers, the lower AS (RFC 6286 §2.3).
+    fn collision_loser(&self, open: &Open) -> Side {
+        let ours = (u32::from(self.config.router_id), self.config.local_asn);
+        let theirs = (u32::from(open.router_id), open.asn());
+        if theirs > ours {
+            Side::Outgoing
+        } else {
+            Side::Incoming
+        }
+    }
+
+    /// Closes the connection that lost a collision with Cease / Connection
+    /// Collision Resolution. Not a failure: the other one carries on.
+    fn lose_collision(&mut self, side: Side, out: &mut Vec<Action>) {
+        if self.conns[side.index()].take().is_none() {
+            return;
+        }
+        out.push(Action::Send(
+            side,
+            Message::Notification(Notification::new(6, 7, Vec::new())),
+        ));
+        out.push(Action::Close(side));
+        out.push(Action::CancelTimer(Timer::Hold(side)));
+        out.push(Action::CancelTimer(Timer::Keepalive(side)));
+        out.push(Action::CollisionResolved { closed: side });
+    }
+
+    fn handle_invalid(&mut self, side: Side, notification: Notification, out: &mut Vec<Action>) {
         let why = format!("sent {} to the peer", notification.describe());
-        out.push(Action::Send(Message::Notification(notification)));
-        self.reset(why, out);
+        out.push(Action::Send(side, Message::Notification(notification)));
+        self.conn_failed(side, why, Cause::Failure, out);
     }
 
     fn check_open(&self, open: &Open) -> Result<(), Notification> {
@@ -413,17 +753,20 @@ impl Session {
         }
     }
 
-    /// Families both sides can carry.
+    /// Families both sides can carry on the Established connection.
     fn families(&self) -> Vec<Family> {
-        self.negotiated
-            .as_ref()
+        self.negotiated()
             .map(|n| n.families.clone())
             .unwrap_or_default()
     }
 
     /// Sends what makes the peer's view match `desired`.
     fn sync(&mut self, out: &mut Vec<Action>) {
+        let Some(side) = self.established() else {
+            return;
+        };
         let families = self.families();
+        self.report_families(&families, out);
         let has_next_hop4 = self.next_hop4().is_some();
         // IPv4 NLRI need an IPv4 NEXT_HOP, which an IPv6 session only has
         // when one is configured: without it peers refuse the UPDATE (FRR:
@@ -448,23 +791,53 @@ impl Session {
         }
         let withdraw: Vec<IpNet> = self.announced.difference(&wanted).copied().collect();
         let announce: Vec<IpNet> = wanted.difference(&self.announced).copied().collect();
-        self.send_updates(&withdraw, &announce, out);
+        self.send_updates(side, &withdraw, &announce, out);
         self.announced = wanted;
+    }
+
+    /// Reports each family we have routes of that the peer did not
+    /// negotiate (once), and each such family a session negotiates again.
+    fn report_families(&mut self, negotiated: &[Family], out: &mut Vec<Action>) {
+        for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            if negotiated.contains(&family) {
+                if self.missing_families.remove(&family) {
+                    out.push(Action::FamilyCleared(family));
+                }
+                continue;
+            }
+            let routes = self
+                .desired
+                .iter()
+                .filter(|p| Family::of(p) == family)
+                .count();
+            if routes > 0 && self.missing_families.insert(family) {
+                out.push(Action::FamilyMissing { family, routes });
+            }
+        }
     }
 
     /// The NEXT_HOP for IPv4 routes: configured, or the session's own
     /// address when that is IPv4.
     fn next_hop4(&self) -> Option<Ipv4Addr> {
-        self.config
-            .next_hop
-            .or_else(|| self.negotiated.as_ref().and_then(|n| ipv4_of(n.local)))
+        self.config.next_hop.or_else(|| {
+            self.established()
+                .and_then(|side| self.conn(side))
+                .and_then(|c| ipv4_of(c.local))
+        })
     }
 
-    fn send_updates(&self, withdraw: &[IpNet], announce: &[IpNet], out: &mut Vec<Action>) {
+    fn send_updates(
+        &self,
+        side: Side,
+        withdraw: &[IpNet],
+        announce: &[IpNet],
+        out: &mut Vec<Action>,
+    ) {
         if withdraw.is_empty() && announce.is_empty() {
             return;
         }
-        let Some(n) = &self.negotiated else { return };
+        let Some(conn) = self.conn(side) else { return };
+        let Some(n) = &conn.negotiated else { return };
         let external = self.config.local_asn != self.config.remote_asn;
         let attributes = Attributes {
             origin: Origin::Igp,
@@ -477,53 +850,54 @@ impl Session {
             next_hop: self.next_hop4(),
             local_pref: (!external).then_some(100),
         };
-        let next_hop6 = self.config.next_hop6.or(match n.local {
+        let next_hop6 = self.config.next_hop6.or(match conn.local {
             IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => Some(a),
             IpAddr::V6(a) => a.to_ipv4_mapped().map(|v4| v4.to_ipv6_mapped()),
             IpAddr::V4(a) => Some(a.to_ipv6_mapped()),
         });
         for update in build_updates(withdraw, announce, &attributes, next_hop6) {
-            out.push(Action::Send(Message::Update(update)));
+            out.push(Action::Send(side, Message::Update(update)));
         }
     }
 
-    fn restart_hold(&self, out: &mut Vec<Action>) {
-        if let Some(n) = &self.negotiated
+    fn restart_hold(&self, side: Side, out: &mut Vec<Action>) {
+        if let Some(n) = self.conn(side).and_then(|c| c.negotiated.as_ref())
             && n.hold_time > 0
         {
             out.push(Action::SetTimer(
-                Timer::Hold,
+                Timer::Hold(side),
                 Duration::from_secs(u64::from(n.hold_time)),
             ));
         }
     }
 
-    /// Back to Idle after a failure; retry after a backoff delay.
-    fn reset(&mut self, why: String, out: &mut Vec<Action>) {
-        let was_established = self.state == State::Established;
-        out.push(Action::Close);
-        out.push(Action::CancelTimer(Timer::Hold));
-        out.push(Action::CancelTimer(Timer::Keepalive));
-        out.push(Action::CancelTimer(Timer::Stable));
-        self.negotiated = None;
-        self.announced.clear();
-        self.unannounceable.clear();
-        self.set_state(State::Idle, out);
-        if was_established || !why.is_empty() {
+    /// A connection ends on a failure (or the peer's Cease): close it, and
+    /// if nothing else is left, retry after the reconnect wait.
+    fn conn_failed(&mut self, side: Side, why: String, cause: Cause, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns[side.index()].take() else {
+            return;
+        };
+        out.push(Action::Close(side));
+        out.push(Action::CancelTimer(Timer::Hold(side)));
+        out.push(Action::CancelTimer(Timer::Keepalive(side)));
+        if conn.state == State::Established {
+            out.push(Action::CancelTimer(Timer::Stable));
+            self.announced.clear();
+            self.unannounceable.clear();
+            self.reconnect.session_ended(cause == Cause::Failure);
             out.push(Action::Down(why));
+        } else {
+            out.push(Action::NotEstablished(why));
         }
-        if !self.stopping {
-            out.push(Action::SetTimer(
-                Timer::ConnectRetry,
-                self.backoff.next_delay(),
-            ));
-        }
+        self.retry_if_idle(cause, out);
     }
 
-    fn set_state(&mut self, state: State, out: &mut Vec<Action>) {
-        if self.state != state {
-            self.state = state;
-            out.push(Action::StateChanged(state));
+    /// With no connection left and none in flight, retry after the wait.
+    fn retry_if_idle(&mut self, cause: Cause, out: &mut Vec<Action>) {
+        let idle = self.conns.iter().all(Option::is_none) && !self.connecting;
+        if idle && !self.stopping && !self.config.passive {
+            let delay = self.reconnect.delay(cause == Cause::Failure);
+            out.push(Action::SetTimer(Timer::ConnectRetry, delay));
         }
     }
 }

@@ -386,3 +386,109 @@ fn martian_next_hops_are_recognised() {
         assert!(!martian_next_hop(good.parse().unwrap()), "{good}");
     }
 }
+
+/// An UPDATE with no withdrawn routes: `attrs` as the path attribute block,
+/// then `nlri`, with header and lengths filled in.
+fn update_bytes(attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
+    let len = HEADER_LEN + 4 + attrs.len() + nlri.len();
+    let mut m = vec![0xff; 16];
+    m.extend((len as u16).to_be_bytes());
+    m.push(2);
+    m.extend([0, 0]);
+    m.extend((attrs.len() as u16).to_be_bytes());
+    m.extend(attrs);
+    m.extend(nlri);
+    m
+}
+
+/// ORIGIN IGP, AS_PATH [65002] (4-octet), NEXT_HOP 192.0.2.2.
+const GOOD_ATTRS: [u8; 20] = [
+    0x40, 1, 1, 0, // ORIGIN
+    0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xea, // AS_PATH
+    0x40, 3, 4, 192, 0, 2, 2, // NEXT_HOP
+];
+const NLRI_192_0_2_1: [u8; 5] = [32, 192, 0, 2, 1];
+
+fn decoded_update(bytes: &[u8]) -> ReceivedUpdate {
+    match decode(bytes, true) {
+        Ok(Incoming::Update(u)) => u,
+        other => panic!("expected an UPDATE, got {other:?}"),
+    }
+}
+
+/// Issue 10, item 9: RFC 7606 §4. An attribute whose length overruns the
+/// path attribute block, or 1–3 stray bytes too short for an attribute
+/// header, is treat-as-withdraw: the session is not reset, and the NLRI is
+/// still located by the Total Path Attribute Length.
+#[test]
+fn malformed_update_attribute_length_is_treat_as_withdraw() {
+    let valid = update_bytes(&GOOD_ATTRS, &NLRI_192_0_2_1);
+    let u = decoded_update(&valid);
+    assert_eq!(u.treat_as_withdraw, None);
+    assert_eq!(u.announced, vec![net("192.0.2.1/32")]);
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // ORIGIN claiming 5 bytes with 1 in the block.
+        ("overrun", vec![0x40, 1, 5, 0]),
+        // ORIGIN claiming 255 bytes.
+        ("overrun by far", vec![0x40, 1, 0xff, 0]),
+        // Extended length 0x0100 with 2 bytes left.
+        ("extended overrun", vec![0x50, 2, 1, 0, 2, 1]),
+        ("one stray byte", [&GOOD_ATTRS[..], &[0x40]].concat()),
+        ("two stray bytes", [&GOOD_ATTRS[..], &[0x40, 1]].concat()),
+        // Three bytes with Extended Length set need four for the header.
+        (
+            "three stray bytes, extended",
+            [&GOOD_ATTRS[..], &[0x50, 8, 0]].concat(),
+        ),
+        (
+            "overrun after good ones",
+            [&GOOD_ATTRS[..], &[0xc0, 8, 9, 0, 0]].concat(),
+        ),
+    ];
+    for (what, attrs) in cases {
+        let bytes = update_bytes(&attrs, &NLRI_192_0_2_1);
+        let u = decoded_update(&bytes);
+        assert!(
+            u.treat_as_withdraw
+                .as_deref()
+                .is_some_and(|why| why.contains("runs past the attribute block")),
+            "{what}: {u:?}"
+        );
+        assert_eq!(u.announced, vec![net("192.0.2.1/32")], "{what}: NLRI found");
+    }
+    // The exact bytes of the first case, as a peer would send them.
+    let bytes = update_bytes(&[0x40, 1, 5, 0], &NLRI_192_0_2_1);
+    assert_eq!(
+        bytes[16..],
+        [0, 32, 2, 0, 0, 0, 4, 0x40, 1, 5, 0, 32, 192, 0, 2, 1]
+    );
+}
+
+/// What RFC 7606 still answers with a session reset: the NLRI cannot be
+/// located or parsed.
+#[test]
+fn unparseable_nlri_still_resets() {
+    let fatal = |bytes: &[u8]| match decode(bytes, true) {
+        Err(DecodeError::Fatal(n)) => (n.code, n.subcode),
+        other => panic!("expected a reset, got {other:?}"),
+    };
+    // Total Path Attribute Length running past the message.
+    let mut m = update_bytes(&GOOD_ATTRS, &[]);
+    m[21..23].copy_from_slice(&100u16.to_be_bytes());
+    assert_eq!(fatal(&m), (3, 1));
+    // MP_REACH_NLRI whose next hop length runs past the attribute.
+    let mp = [0x80, 14, 5, 0, 2, 1, 16, 0];
+    assert_eq!(fatal(&update_bytes(&mp, &[])), (3, 1));
+    // MP_UNREACH_NLRI twice.
+    let unreach = [0x80, 15, 3, 0, 2, 1];
+    assert_eq!(
+        fatal(&update_bytes(&[unreach, unreach].concat(), &[])),
+        (3, 1)
+    );
+    // A prefix in MP_UNREACH_NLRI cut short.
+    assert_eq!(
+        fatal(&update_bytes(&[0x80, 15, 5, 0, 2, 1, 64, 0x20], &[])),
+        (3, 10)
+    );
+}
