@@ -17,6 +17,7 @@ use anycastd::config::{self, Config, format_duration};
 use anycastd::engine::{
     self, DesiredRoutes, EngineCommand, EngineHooks, Heartbeat, PreparedService,
 };
+use anycastd::route::AnnouncedReporter;
 use anycastd::{metrics, status};
 
 /// Exit codes, documented in the man page.
@@ -123,7 +124,7 @@ fn log_warnings(config: &Config) {
 
 fn validate(cli: &Cli) -> Result<u8, Failure> {
     let (config, _) = load(cli)?;
-    backend::build(&config).map_err(config_failure)?;
+    backend::build(&config, AnnouncedReporter::default()).map_err(config_failure)?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
@@ -243,13 +244,14 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
     let (config, prepared) = load(cli)?;
     log_warnings(&config);
     raise_file_limit();
-    let backend = backend::build(&config).map_err(config_failure)?;
+    let (reporter, announced) = AnnouncedReporter::channel();
+    let backend = backend::build(&config, reporter).map_err(config_failure)?;
     let runtime_failure = |error: anyhow::Error| Failure {
         code: EXIT_DOWN_OR_PEER_GONE,
         error,
     };
 
-    let board = status::global().clone();
+    let board = status::StatusBoard::new();
     let stop_metrics = CancellationToken::new();
     let mut metrics_task = None;
     if let Some(address) = config.metrics {
@@ -288,6 +290,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         status: Some(board),
         ready: Some(ready_tx),
         heartbeat: watchdog(),
+        announced: Some(announced),
     };
     let mut engine_task = tokio::spawn(engine::run(
         config,

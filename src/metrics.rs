@@ -17,8 +17,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::CheckLabels;
 use crate::status::StatusBoard;
+
+/// Who a check is, for the labels of the extra metrics it exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLabels {
+    pub service: String,
+    pub check: String,
+}
 
 /// `1` while the process runs; label `version`.
 pub const UP: &str = "anycastd_up";

@@ -1,12 +1,14 @@
-//! What the engine hands the backends: the routes to announce. A leaf
-//! module (it imports no other part of anycastd), so the engine that
-//! decides and the backends that announce share it without knowing each
-//! other.
+//! What the engine hands the backends (the routes to announce) and what
+//! the backends report back (what they announce). A leaf module (it
+//! imports no other part of anycastd), so the engine that decides and the
+//! backends that announce share it without knowing each other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ipnet::IpNet;
+use tokio::sync::watch;
 
 /// The routes that should be announced now, as published to backends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,5 +41,60 @@ impl DesiredRoutes {
             changed_at,
             decided: true,
         }
+    }
+}
+
+/// What each backend announces, as it reports it: keyed by who announces
+/// (`exabgp`, `bird`, `native PEER`).
+pub type AnnouncedRoutes = BTreeMap<String, BTreeSet<IpNet>>;
+
+/// How a backend reports what it announces to the engine's owner loop,
+/// which keeps the status board. A watch channel: only the latest state
+/// matters, so a burst of changes costs nothing to queue however slow
+/// the reader is.
+#[derive(Debug, Clone)]
+pub struct AnnouncedReporter(Arc<watch::Sender<AnnouncedRoutes>>);
+
+impl Default for AnnouncedReporter {
+    /// A reporter nobody reads (tests, `bird-flush`).
+    fn default() -> AnnouncedReporter {
+        AnnouncedReporter(Arc::new(watch::Sender::new(AnnouncedRoutes::new())))
+    }
+}
+
+impl AnnouncedReporter {
+    /// A reporter and the receiving end for the owner.
+    pub fn channel() -> (AnnouncedReporter, watch::Receiver<AnnouncedRoutes>) {
+        let (tx, rx) = watch::channel(AnnouncedRoutes::new());
+        (AnnouncedReporter(Arc::new(tx)), rx)
+    }
+
+    /// `who` now announces `routes`.
+    pub fn report(&self, who: &str, routes: &BTreeSet<IpNet>) {
+        self.0.send_if_modified(|all| {
+            if all.get(who) == Some(routes) {
+                return false;
+            }
+            all.insert(who.to_string(), routes.clone());
+            true
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_wake_the_reader_only_on_a_change() {
+        let (reporter, mut rx) = AnnouncedReporter::channel();
+        let routes: BTreeSet<IpNet> = ["192.0.2.1/32".parse().unwrap()].into();
+        reporter.report("exabgp", &routes);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update()["exabgp"], routes);
+        reporter.report("exabgp", &routes);
+        assert!(!rx.has_changed().unwrap());
+        // Nobody reading is fine.
+        AnnouncedReporter::default().report("bird", &routes);
     }
 }

@@ -4,16 +4,16 @@
 //! printed by `anycastd status`.
 //!
 //! ```text
-//!  engine core loop ── record_round / set_desired / apply_config ──┐
-//!  backend ─────────── status::set_announced(name, routes) ────────┼─► StatusBoard ──► GET /status
-//!                                                                   ┘      (RwLock)     (report → JSON)
+//!  backends ── AnnouncedReporter (watch) ──┐
+//!                                          ▼
+//!  engine loop (the owner) ── record_round / set_state / set_desired /
+//!                             set_announced / apply_config ──► StatusBoard ──► GET /status
+//!                                                               (RwLock)     (report → JSON)
 //! ```
 //!
-//! The engine gets its board as an explicit handle ([`StatusBoard`]); the
-//! daemon passes [`global`]. Backends report what they announce through the
-//! free function [`set_announced`], the way they report metrics, so they need
-//! no handle. Writers hold the lock only to copy a few values; readers take a
-//! [`StatusReport`] snapshot.
+//! The board is the engine loop's view: only it writes, from what the core
+//! decided and what the backends reported to it. Writers hold the lock
+//! only to copy a few values; readers take a [`StatusReport`] snapshot.
 //!
 //! The client half ([`fetch`], [`render`]) is what `anycastd status` uses: a
 //! plain HTTP/1.0 GET over a blocking socket and a text table.
@@ -21,14 +21,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, format_duration};
-use crate::engine::{RoundOutcome, ServiceState};
+use crate::route::AnnouncedRoutes;
 
 /// A service's state as `/status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,16 +38,6 @@ pub enum State {
     Unknown,
     Up,
     Down,
-}
-
-impl From<ServiceState> for State {
-    fn from(state: ServiceState) -> State {
-        match state {
-            ServiceState::Unknown => State::Unknown,
-            ServiceState::Up => State::Up,
-            ServiceState::Down => State::Down,
-        }
-    }
 }
 
 impl State {
@@ -145,18 +135,6 @@ impl StatusReport {
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard(Arc<RwLock<StatusReport>>);
 
-/// The daemon's board: what the engine writes in `run` and `/status` serves.
-pub fn global() -> &'static StatusBoard {
-    static GLOBAL: LazyLock<StatusBoard> = LazyLock::new(StatusBoard::default);
-    &GLOBAL
-}
-
-/// For backends: `backend` now announces `routes` (call it where the
-/// `anycastd_routes_announced` gauge is set).
-pub fn set_announced<'a>(backend: &str, routes: impl IntoIterator<Item = &'a IpNet>) {
-    global().set_announced(backend, routes);
-}
-
 impl StatusBoard {
     pub fn new() -> StatusBoard {
         StatusBoard::default()
@@ -218,36 +196,23 @@ impl StatusBoard {
         });
     }
 
-    /// Records a finished round of `service` and its state after it.
-    pub fn record_round(&self, service: &str, outcome: &RoundOutcome, state: ServiceState) {
+    /// Records a finished round of `service`: its checks, and its state after it.
+    pub fn record_round(&self, service: &str, checks: Vec<CheckStatus>, state: State) {
         self.write(|report| {
             let Some(entry) = report.services.iter_mut().find(|s| s.name == service) else {
                 return;
             };
-            entry.state = state.into();
+            entry.state = state;
             entry.rounds += 1;
-            entry.checks = outcome
-                .checks
-                .iter()
-                .map(|check| CheckStatus {
-                    name: check.name.clone(),
-                    verdict: if check.passed {
-                        Verdict::Pass
-                    } else {
-                        Verdict::Fail
-                    },
-                    reason: check.reason.clone(),
-                    duration_ms: Some(round_ms(check.duration)),
-                })
-                .collect();
+            entry.checks = checks;
         });
     }
 
     /// Records a state change that came without a round (a stale service).
-    pub fn set_state(&self, service: &str, state: ServiceState) {
+    pub fn set_state(&self, service: &str, state: State) {
         self.write(|report| {
             if let Some(entry) = report.services.iter_mut().find(|s| s.name == service) {
-                entry.state = state.into();
+                entry.state = state;
             }
         });
     }
@@ -256,16 +221,14 @@ impl StatusBoard {
         self.write(|report| report.routes.desired.clone_from(routes));
     }
 
-    pub fn set_announced<'a>(&self, backend: &str, routes: impl IntoIterator<Item = &'a IpNet>) {
-        let routes: BTreeSet<IpNet> = routes.into_iter().copied().collect();
-        self.write(|report| {
-            report.routes.announced.insert(backend.to_string(), routes);
-        });
+    /// What each backend (or native peer) announces, as they reported it.
+    pub fn set_announced(&self, announced: &AnnouncedRoutes) {
+        self.write(|report| report.routes.announced.clone_from(announced));
     }
 }
 
 /// Milliseconds with microsecond precision, so JSON stays short.
-fn round_ms(d: Duration) -> f64 {
+pub fn round_ms(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
@@ -476,11 +439,9 @@ pub fn table(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Instant;
 
     use super::*;
     use crate::config::{BackendKind, Format, load_str};
-    use crate::engine::CheckOutcome;
 
     fn config(services: &str) -> Config {
         let text = format!(
@@ -498,18 +459,13 @@ mod tests {
     const A: &str = "  - name: a\n    check_interval: 1s\n    checks: [{kind: assigned_address, name: lo, spec: {ipv4: 127.0.0.1}}]\n";
     const B: &str = "  - name: b\n    check_interval: 1s\n    checks: [{kind: assigned_address, spec: {ipv4: 127.0.0.1}}]\n";
 
-    fn outcome(passed: bool, reason: &str) -> RoundOutcome {
-        RoundOutcome {
-            passed,
-            checks: vec![CheckOutcome {
-                name: "lo".into(),
-                group: String::new(),
-                passed,
-                reason: reason.into(),
-                duration: Duration::from_micros(1500),
-            }],
-            finished_at: Instant::now(),
-        }
+    fn outcome(passed: bool, reason: &str) -> Vec<CheckStatus> {
+        vec![CheckStatus {
+            name: "lo".into(),
+            verdict: if passed { Verdict::Pass } else { Verdict::Fail },
+            reason: reason.into(),
+            duration_ms: Some(round_ms(Duration::from_micros(1500))),
+        }]
     }
 
     fn routes(list: &[&str]) -> BTreeSet<IpNet> {
@@ -527,9 +483,9 @@ mod tests {
         assert_eq!(report.services[1].checks[0].name, "assigned_address");
         assert!(!report.all_up());
 
-        board.record_round("a", &outcome(false, "gone"), ServiceState::Down);
+        board.record_round("a", outcome(false, "gone"), State::Down);
         board.set_desired(&routes(&["192.0.2.1/32"]));
-        board.set_announced("exabgp", &routes(&["192.0.2.1/32"]));
+        board.set_announced(&[("exabgp".to_string(), routes(&["192.0.2.1/32"]))].into());
         let report = board.report();
         let a = &report.services[0];
         assert_eq!((a.state, a.rounds), (State::Down, 1));
@@ -543,14 +499,14 @@ mod tests {
     fn reload_keeps_state_of_services_that_stay() {
         let board = StatusBoard::new();
         board.apply_config(&config(&format!("{A}{B}")));
-        board.record_round("a", &outcome(true, ""), ServiceState::Up);
+        board.record_round("a", outcome(true, ""), State::Up);
         board.apply_config(&config(A));
         let report = board.report();
         assert_eq!(report.services.len(), 1);
         assert_eq!(report.services[0].state, State::Up);
         assert_eq!(report.services[0].checks[0].verdict, Verdict::Pass);
         // a report for a service no longer configured is dropped
-        board.record_round("b", &outcome(true, ""), ServiceState::Up);
+        board.record_round("b", outcome(true, ""), State::Up);
         assert_eq!(board.report().services.len(), 1);
     }
 
@@ -558,7 +514,7 @@ mod tests {
     fn json_round_trips_with_lowercase_states() {
         let board = StatusBoard::new();
         board.apply_config(&config(A));
-        board.record_round("a", &outcome(true, ""), ServiceState::Up);
+        board.record_round("a", outcome(true, ""), State::Up);
         let json = board.to_json();
         assert!(json.contains("\"state\": \"up\""), "{json}");
         assert!(json.contains("\"verdict\": \"pass\""), "{json}");
@@ -605,10 +561,10 @@ mod tests {
         board.apply_config(&config(A));
         board.record_round(
             "a",
-            &outcome(false, "192.0.2.9 is not assigned"),
-            ServiceState::Down,
+            outcome(false, "192.0.2.9 is not assigned"),
+            State::Down,
         );
-        board.set_announced("exabgp", &routes(&["192.0.2.1/32"]));
+        board.set_announced(&[("exabgp".to_string(), routes(&["192.0.2.1/32"]))].into());
         let text = render(&board.report());
         assert_eq!(
             text,
@@ -618,7 +574,7 @@ mod tests {
              ROUTE         DESIRED  ANNOUNCED\n\
              192.0.2.1/32  no       exabgp\n"
         );
-        board.set_announced("exabgp", &routes(&[]));
+        board.set_announced(&[("exabgp".to_string(), routes(&[]))].into());
         assert!(
             render(&board.report()).ends_with("192.0.2.1/32  no       -\n"),
             "configured routes are listed even when nobody announces them"

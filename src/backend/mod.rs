@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackendKind, Config};
-use crate::route::DesiredRoutes;
+use crate::route::{AnnouncedReporter, DesiredRoutes};
 
 /// Why a backend stopped running.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +56,27 @@ pub trait Backend: Send {
     ) -> BackendFuture;
 }
 
-/// Builds the backend the config selects.
-pub fn build(config: &Config) -> Result<Box<dyn Backend>, BackendError> {
+/// Builds the backend the config selects; it reports what it announces
+/// to `announced`.
+pub fn build(
+    config: &Config,
+    announced: AnnouncedReporter,
+) -> Result<Box<dyn Backend>, BackendError> {
     match config.backend {
-        BackendKind::Exabgp => Ok(Box::new(exabgp::ExabgpBackend::stdio(config))),
+        BackendKind::Exabgp => Ok(Box::new(
+            exabgp::ExabgpBackend::stdio(config).reporting_to(announced),
+        )),
         BackendKind::Bird => match &config.bird {
-            Some(bird) => Ok(Box::new(bird::BirdBackend::new(bird.clone()))),
+            Some(bird) => Ok(Box::new(
+                bird::BirdBackend::new(bird.clone()).reporting_to(announced),
+            )),
             None => Err(BackendError::Misconfigured(
                 "the bird backend needs announcer.bird",
             )),
         },
-        BackendKind::Native => Ok(Box::new(native::NativeBackend::new(config)?)),
+        BackendKind::Native => Ok(Box::new(
+            native::NativeBackend::new(config)?.reporting_to(announced),
+        )),
     }
 }
 

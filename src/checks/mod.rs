@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::config::{CheckConfig, CheckSpec};
 
+pub use crate::metrics::CheckLabels;
 pub use assigned_address::AssignedAddress;
 pub use http::Http2xx;
 
@@ -93,13 +94,6 @@ pub enum BuildError {
     /// The spec has a value that only shows as wrong when the check is built.
     #[error("{0}")]
     Invalid(String),
-}
-
-/// Who a check is, for the labels of the extra metrics it exports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckLabels {
-    pub service: String,
-    pub check: String,
 }
 
 /// Builds the runnable check for one configured check of `service`.

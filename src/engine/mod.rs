@@ -49,7 +49,8 @@ pub use runner::{
 
 use crate::config::Config;
 use crate::metrics;
-use crate::status::StatusBoard;
+use crate::route::AnnouncedRoutes;
+use crate::status::{self, CheckStatus, StatusBoard, Verdict};
 
 /// A request to the running engine.
 pub enum EngineCommand {
@@ -68,6 +69,8 @@ pub struct EngineHooks {
     pub ready: Option<oneshot::Sender<()>>,
     /// Called from the core loop itself every `period` while it runs.
     pub heartbeat: Option<Heartbeat>,
+    /// What the backends report they announce, for the status board.
+    pub announced: Option<watch::Receiver<AnnouncedRoutes>>,
 }
 
 /// A liveness callback of the core loop (see [`EngineHooks::heartbeat`]).
@@ -129,7 +132,7 @@ impl Carrier {
                 } => {
                     log_transition(&service, from, to, &reason);
                     if let Some(status) = &self.hooks.status {
-                        status.set_state(&service, to);
+                        status.set_state(&service, to.into());
                     }
                 }
                 Output::Publish { routes } => {
@@ -200,6 +203,7 @@ pub async fn run(
     for service in &services {
         metrics::service_up(&service.config.name, false);
     }
+    let mut announced = hooks.announced.take();
     let mut heartbeat = hooks.heartbeat.take().map(|h| {
         // `interval` panics on zero.
         let mut ticker = tokio::time::interval(h.period.max(Duration::from_millis(1)));
@@ -228,6 +232,17 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = beat(&mut heartbeat) => {}
+            changed = reported(&mut announced) => {
+                match changed {
+                    Some(routes) => {
+                        if let Some(status) = &carrier.hooks.status {
+                            status.set_announced(&routes);
+                        }
+                    }
+                    // The backend is gone; main notices that on its own.
+                    None => announced = None,
+                }
+            }
             Some(report) = reports.recv() => {
                 // Take every report already waiting, then carry out once:
                 // many services flipping together become one change for the
@@ -247,7 +262,11 @@ pub async fn run(
                         if let (Some(status), Some(state)) =
                             (&carrier.hooks.status, core.state(&report.service))
                         {
-                            status.record_round(&report.service, &report.outcome, state);
+                            status.record_round(
+                                &report.service,
+                                check_statuses(&report.outcome),
+                                state.into(),
+                            );
                         }
                     }
                     next = reports.try_recv().ok();
@@ -360,6 +379,34 @@ async fn service_task(
     }
 }
 
+/// A round's checks as the status board shows them.
+fn check_statuses(outcome: &RoundOutcome) -> Vec<CheckStatus> {
+    outcome
+        .checks
+        .iter()
+        .map(|check| CheckStatus {
+            name: check.name.clone(),
+            verdict: if check.passed {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
+            reason: check.reason.clone(),
+            duration_ms: Some(status::round_ms(check.duration)),
+        })
+        .collect()
+}
+
+impl From<ServiceState> for status::State {
+    fn from(state: ServiceState) -> status::State {
+        match state {
+            ServiceState::Unknown => status::State::Unknown,
+            ServiceState::Up => status::State::Up,
+            ServiceState::Down => status::State::Down,
+        }
+    }
+}
+
 fn record_round(report: &RoundReport) {
     for check in &report.outcome.checks {
         metrics::check_result(
@@ -399,6 +446,20 @@ async fn beat(heartbeat: &mut Option<(tokio::time::Interval, Heartbeat)>) {
             ticker.tick().await;
             (heartbeat.beat)();
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next report of what the backends announce; `None` once they are
+/// gone, never without a receiver.
+async fn reported(
+    announced: &mut Option<watch::Receiver<AnnouncedRoutes>>,
+) -> Option<AnnouncedRoutes> {
+    match announced {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
         None => std::future::pending().await,
     }
 }

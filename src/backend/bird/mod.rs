@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backend, BackendFuture};
 use crate::config::BirdConfig;
 use crate::metrics;
-use crate::route::DesiredRoutes;
+use crate::route::{AnnouncedReporter, DesiredRoutes};
 use control::ControlError;
 use reconcile::{Outcome, Reconciler};
 use render::{RenderedFile, render};
@@ -86,6 +86,7 @@ pub struct BirdBackend {
     reconciler: Reconciler,
     /// What each file holds, as last written (`None`: absent).
     on_disk: HashMap<PathBuf, Option<String>>,
+    announced: AnnouncedReporter,
 }
 
 impl BirdBackend {
@@ -94,7 +95,14 @@ impl BirdBackend {
             config,
             reconciler: Reconciler::new(),
             on_disk: HashMap::new(),
+            announced: AnnouncedReporter::default(),
         }
+    }
+
+    /// Reports what BIRD accepted to `announced`.
+    pub fn reporting_to(mut self, announced: AnnouncedReporter) -> Self {
+        self.announced = announced;
+        self
     }
 
     async fn run_loop(
@@ -218,7 +226,7 @@ impl BirdBackend {
             Ok(message) => {
                 tracing::debug!(routes = routes.len(), bird = %message, took = ?started.elapsed(), "BIRD reconfigured");
                 metrics::routes_announced(NAME, routes.len());
-                crate::status::set_announced(NAME, routes);
+                self.announced.report(NAME, routes);
                 Ok(())
             }
             Err(e) => {

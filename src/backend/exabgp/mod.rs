@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backend, BackendFuture, Backoff};
 use crate::config::Config;
-use crate::route::DesiredRoutes;
-use crate::{metrics, status};
+use crate::metrics;
+use crate::route::{AnnouncedReporter, DesiredRoutes};
 use protocol::{
     AckOutcome, InputLine, LineFormat, LineSplitter, MAX_LINE, Reconciler, RouteCommand, parse_ack,
 };
@@ -53,6 +53,7 @@ pub struct ExabgpBackend<R, W> {
     format: LineFormat,
     reconciler: Reconciler,
     shutdown_timeout: Duration,
+    announced: AnnouncedReporter,
 }
 
 impl ExabgpBackend<tokio::io::Stdin, tokio::io::Stdout> {
@@ -155,7 +156,14 @@ where
             },
             reconciler: Reconciler::new(config.all_routes()),
             shutdown_timeout: config.exabgp.shutdown_timeout,
+            announced: AnnouncedReporter::default(),
         }
+    }
+
+    /// Reports what it announces to `announced`.
+    pub fn reporting_to(mut self, announced: AnnouncedReporter) -> Self {
+        self.announced = announced;
+        self
     }
 
     async fn run_loop(
@@ -283,7 +291,7 @@ where
         metrics::backend_updates(NAME, "announce", announced);
         metrics::backend_updates(NAME, "withdraw", withdrawn);
         metrics::routes_announced(NAME, self.reconciler.announced().len());
-        status::set_announced(NAME, self.reconciler.announced());
+        self.announced.report(NAME, self.reconciler.announced());
         tracing::debug!(announced, withdrawn, "sent route changes to ExaBGP");
         Ok(())
     }

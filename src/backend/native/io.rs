@@ -31,7 +31,7 @@ use super::sockopt::set_tcp_md5;
 use super::writer::{Outbox, Writer};
 use crate::config::PeerConfig;
 use crate::metrics;
-use crate::route::DesiredRoutes;
+use crate::route::{AnnouncedReporter, DesiredRoutes};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +72,8 @@ pub struct PeerIo {
     pub router_id: String,
     /// Where the shared listener hands this peer's connections to us.
     pub accepted: Option<Arc<super::listener::Accepted>>,
+    /// Where what the peer holds is reported (`native NAME`).
+    pub announced: AnnouncedReporter,
 }
 
 type Connecting =
@@ -198,7 +200,8 @@ impl PeerIo {
         let mut latency_pending: Option<std::time::Instant> = None;
         metrics::bgp_session_state(&label, &self.router_id, State::Idle as u8);
         // A fresh session (also after a restart) has announced nothing yet.
-        crate::status::set_announced(&format!("native {}", self.peer.name), session.announced());
+        let reported_as = format!("native {}", self.peer.name);
+        self.announced.report(&reported_as, session.announced());
 
         let initial = desired.borrow_and_update().routes.clone();
         let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
@@ -297,10 +300,7 @@ impl PeerIo {
                 if announced_changed {
                     metrics::bgp_prefixes(&label, &self.router_id, session.announced().len());
                     // Per peer: each session announces on its own.
-                    crate::status::set_announced(
-                        &format!("native {}", self.peer.name),
-                        session.announced(),
-                    );
+                    self.announced.report(&reported_as, session.announced());
                 }
             }
             if let Some(at) = latency_pending.take() {
@@ -611,6 +611,7 @@ mod tests {
         // The sender must outlive the test's session: leak it into the task.
         let shutdown = CancellationToken::new();
         let io = PeerIo {
+            announced: AnnouncedReporter::default(),
             peer,
             ttl: 64,
             router_id: "192.0.2.1".into(),

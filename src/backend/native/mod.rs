@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backend, BackendError, BackendFuture};
 use crate::config::Config;
 use crate::metrics;
-use crate::route::DesiredRoutes;
+use crate::route::{AnnouncedReporter, DesiredRoutes};
 use session::{Session, SessionConfig};
 
 const NAME: &str = "native";
@@ -111,11 +111,20 @@ impl NativeBackend {
                     peer: peer.clone(),
                     router_id: router_id.to_string(),
                     accepted,
+                    announced: AnnouncedReporter::default(),
                 };
                 (io, session)
             })
             .collect();
         Ok(NativeBackend { peers, listeners })
+    }
+
+    /// Each peer reports what it announces to `announced`.
+    pub fn reporting_to(mut self, announced: AnnouncedReporter) -> Self {
+        for (io, _) in &mut self.peers {
+            io.announced = announced.clone();
+        }
+        self
     }
 }
 
