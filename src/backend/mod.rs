@@ -7,6 +7,7 @@
 
 pub mod bird;
 pub mod exabgp;
+pub mod lines;
 pub mod native;
 
 use std::future::Future;

@@ -4,12 +4,24 @@
 //! A reply is one or more lines of `DDDD-text` (more follow) or `DDDD text`
 //! (last line); a continuation may also start with a single space; lines
 //! starting with `+` are asynchronous notices and belong to no reply.
+//!
+//! What BIRD sends is bounded on our side: lines of at most [`MAX_LINE`]
+//! bytes (a longer one is a protocol error), at most [`MAX_REPLY_LINES`]
+//! kept per reply, and the whole exchange within `reconfigure_timeout`.
 
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
+
+use crate::backend::lines::{BoundedLines, InputLine};
+
+/// The longest line from BIRD we read.
+pub const MAX_LINE: usize = 16 * 1024;
+/// Lines kept per reply: the first ones and the last (which carries the
+/// verdict's message); more only count.
+pub const MAX_REPLY_LINES: usize = 64;
 
 /// One line from BIRD, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,16 +86,24 @@ pub struct ReplyAssembler {
 }
 
 impl ReplyAssembler {
+    /// Keeps `text`; past [`MAX_REPLY_LINES`] it replaces the last kept line.
+    fn keep(&mut self, text: String) {
+        if self.lines.len() == MAX_REPLY_LINES {
+            self.lines.pop();
+        }
+        self.lines.push(text);
+    }
+
     /// Feeds one line; returns the reply when this line ends it.
     pub fn feed(&mut self, line: &str) -> Result<Option<Reply>, ParseError> {
         match parse_line(line)? {
             ReplyLine::Notice(_) => Ok(None),
             ReplyLine::Continuation(text) => {
-                self.lines.push(text);
+                self.keep(text);
                 Ok(None)
             }
             ReplyLine::Coded { code, last, text } => {
-                self.lines.push(text);
+                self.keep(text);
                 if !last {
                     return Ok(None);
                 }
@@ -145,15 +165,21 @@ async fn configure_inner(socket: &Path) -> Result<String, ControlError> {
     };
     let stream = UnixStream::connect(socket).await.map_err(unreachable)?;
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let mut lines = BoundedLines::new(read, MAX_LINE);
     let mut next_reply = async || -> Result<Reply, ControlError> {
         let mut assembler = ReplyAssembler::default();
         loop {
-            let line = lines
-                .next_line()
-                .await
-                .map_err(unreachable)?
-                .ok_or_else(|| ControlError::Protocol("BIRD closed the connection".into()))?;
+            let line = match lines.next().await.map_err(unreachable)? {
+                Some(InputLine::Text(line)) => line,
+                Some(InputLine::TooLong) => {
+                    return Err(ControlError::Protocol(format!(
+                        "a line longer than {MAX_LINE} bytes"
+                    )));
+                }
+                None => {
+                    return Err(ControlError::Protocol("BIRD closed the connection".into()));
+                }
+            };
             if let Some(reply) = assembler
                 .feed(&line)
                 .map_err(|e| ControlError::Protocol(e.to_string()))?
@@ -193,6 +219,18 @@ mod tests {
             }
         }
         unreachable!()
+    }
+
+    #[test]
+    fn a_flood_of_continuation_lines_keeps_the_first_and_the_last() {
+        let mut a = ReplyAssembler::default();
+        for i in 0..10_000 {
+            assert_eq!(a.feed(&format!("1002-line {i}")).unwrap(), None);
+        }
+        let reply = a.feed("8002 the verdict").unwrap().unwrap();
+        assert_eq!(reply.lines.len(), MAX_REPLY_LINES);
+        assert_eq!(reply.lines[0], "line 0");
+        assert_eq!(reply.message(), "the verdict");
     }
 
     #[test]

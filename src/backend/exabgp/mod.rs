@@ -8,10 +8,9 @@
 
 pub mod protocol;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,9 +19,8 @@ use super::{Backend, BackendFuture, Backoff};
 use crate::config::Config;
 use crate::metrics;
 use crate::route::{AnnouncedReporter, DesiredRoutes};
-use protocol::{
-    AckOutcome, InputLine, LineFormat, LineSplitter, MAX_LINE, Reconciler, RouteCommand, parse_ack,
-};
+use super::lines::{BoundedLines, InputLine};
+use protocol::{AckOutcome, LineFormat, MAX_LINE, Reconciler, RouteCommand, parse_ack};
 
 const NAME: &str = "exabgp";
 
@@ -88,11 +86,8 @@ fn stdin_is_a_pipe() -> bool {
 }
 
 /// What ExaBGP writes on our stdin, in lines of at most [`MAX_LINE`].
-/// Cancel-safe: a read interrupted by `select!` loses nothing.
 struct Input<R> {
-    reader: R,
-    splitter: LineSplitter,
-    lines: VecDeque<InputLine>,
+    lines: BoundedLines<R>,
     /// Whether an over-long line was already logged.
     warned_long: bool,
 }
@@ -100,9 +95,7 @@ struct Input<R> {
 impl<R: AsyncRead + Unpin> Input<R> {
     fn new(reader: R) -> Input<R> {
         Input {
-            reader,
-            splitter: LineSplitter::new(MAX_LINE),
-            lines: VecDeque::new(),
+            lines: BoundedLines::new(reader, MAX_LINE),
             warned_long: false,
         }
     }
@@ -110,7 +103,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
     /// The next line; `None` at EOF.
     async fn next(&mut self) -> Result<Option<String>, ExabgpError> {
         loop {
-            match self.lines.pop_front() {
+            match self.lines.next().await.map_err(ExabgpError::Read)? {
                 Some(InputLine::Text(text)) => return Ok(Some(text)),
                 Some(InputLine::TooLong) => {
                     metrics::backend_error(NAME, "line_too_long");
@@ -121,22 +114,9 @@ impl<R: AsyncRead + Unpin> Input<R> {
                             "ExaBGP sent a line longer than the limit; ignored (logged once)"
                         );
                     }
-                    continue;
                 }
-                None => {}
+                None => return Ok(None),
             }
-            let mut chunk = [0u8; 8192];
-            let read = self
-                .reader
-                .read(&mut chunk)
-                .await
-                .map_err(ExabgpError::Read)?;
-            if read == 0 {
-                return Ok(None);
-            }
-            let mut out = Vec::new();
-            self.splitter.push(&chunk[..read], &mut out);
-            self.lines.extend(out);
         }
     }
 }

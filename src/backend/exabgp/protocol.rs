@@ -77,61 +77,6 @@ pub fn parse_ack(line: &str) -> Option<Ack> {
 /// the operator turned them on for this process) are rarely past a few KiB.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// One line read from ExaBGP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputLine {
-    Text(String),
-    /// Longer than the limit: dropped whole, so memory stays bounded
-    /// whatever ExaBGP (or anything else on our stdin) writes.
-    TooLong,
-}
-
-/// Splits what ExaBGP writes into lines of at most `max` bytes.
-#[derive(Debug, Clone)]
-pub struct LineSplitter {
-    max: usize,
-    partial: Vec<u8>,
-    /// The current line went past `max`: skip to its end.
-    discarding: bool,
-}
-
-impl LineSplitter {
-    pub fn new(max: usize) -> LineSplitter {
-        LineSplitter {
-            max,
-            partial: Vec::new(),
-            discarding: false,
-        }
-    }
-
-    /// Feeds bytes; every line they complete goes to `out`.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<InputLine>) {
-        while !bytes.is_empty() {
-            let end = bytes.iter().position(|b| *b == b'\n');
-            let part = &bytes[..end.unwrap_or(bytes.len())];
-            if !self.discarding && self.partial.len() + part.len() > self.max {
-                self.discarding = true;
-                self.partial = Vec::new();
-            }
-            if !self.discarding {
-                self.partial.extend_from_slice(part);
-            }
-            let Some(end) = end else {
-                return;
-            };
-            if self.discarding {
-                out.push(InputLine::TooLong);
-            } else {
-                let text = String::from_utf8_lossy(&self.partial);
-                out.push(InputLine::Text(text.trim_end_matches('\r').to_string()));
-            }
-            self.partial.clear();
-            self.discarding = false;
-            bytes = &bytes[end + 1..];
-        }
-    }
-}
-
 /// What an acknowledgement meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -266,34 +211,6 @@ mod tests {
         assert_eq!(parse_ack("shutdown 4242 1"), Some(Ack::Shutdown));
         assert_eq!(parse_ack("shutdownx"), None);
         assert_eq!(parse_ack("{\"exabgp\": \"5.0\"}"), None);
-    }
-
-    fn split(max: usize, chunks: &[&[u8]]) -> Vec<InputLine> {
-        let mut splitter = LineSplitter::new(max);
-        let mut out = Vec::new();
-        for chunk in chunks {
-            splitter.push(chunk, &mut out);
-        }
-        out
-    }
-
-    #[test]
-    fn lines_split_across_reads_and_past_the_limit() {
-        let text = |s: &str| InputLine::Text(s.into());
-        assert_eq!(
-            split(16, &[b"do", b"ne\nerr", b"or\r\n", b"partial"]),
-            [text("done"), text("error")]
-        );
-        // 17 bytes: dropped whole, even when it arrives in pieces; the
-        // next line is read normally.
-        assert_eq!(
-            split(16, &[b"0123456789", b"0123456", b"789\ndone\n"]),
-            [InputLine::TooLong, text("done")]
-        );
-        assert_eq!(
-            split(4, &[b"done\nshutdown 1 2\n\n"]),
-            [text("done"), InputLine::TooLong, text("")]
-        );
     }
 
     #[test]
