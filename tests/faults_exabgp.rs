@@ -154,15 +154,18 @@ fn idle_connections_do_not_starve_checks_or_routes() {
         "{nofile}"
     );
 
-    // 2,000 idle clients: twice the daemon's descriptors.
+    // 2,000 idle clients: twice the daemon's descriptors. A listener that
+    // stops accepting fails the test below, after the route checks.
     rlimit::increase_nofile_limit(8192).expect("raise the test's own limit");
     let started = Instant::now();
-    let idle: Vec<TcpStream> = (0..2000)
-        .map(|i| {
-            TcpStream::connect_timeout(&metrics.parse().unwrap(), Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
-        })
-        .collect();
+    let mut idle = Vec::new();
+    let mut refused = Vec::new();
+    while idle.len() + refused.len() < 2000 && refused.len() < 3 {
+        match TcpStream::connect_timeout(&metrics.parse().unwrap(), Duration::from_secs(3)) {
+            Ok(stream) => idle.push(stream),
+            Err(e) => refused.push(format!("connection {}: {e}", idle.len())),
+        }
+    }
     eprintln!(
         "opened {} idle connections in {:?}",
         idle.len(),
@@ -171,16 +174,15 @@ fn idle_connections_do_not_starve_checks_or_routes() {
 
     http.set_healthy(false);
     let flipped = Instant::now();
-    exabgp.expect_line(&withdraw(route), CONVERGE);
-    eprintln!("withdraw after the health flip: {:?}", flipped.elapsed());
+    let down = exabgp.next_line(CONVERGE);
+    eprintln!("`{down:?}` after the health flip: {:?}", flipped.elapsed());
     http.set_healthy(true);
     let flipped = Instant::now();
-    exabgp.expect_line(&announce(route), CONVERGE);
-    eprintln!("announce after the health flip: {:?}", flipped.elapsed());
+    let up = exabgp.next_line(CONVERGE);
+    eprintln!("`{up:?}` after the health flip: {:?}", flipped.elapsed());
     let asked = Instant::now();
-    let body = http_get(&metrics, "/metrics").expect("GET /metrics answers 200");
+    let body = http_get(&metrics, "/metrics");
     eprintln!("GET /metrics took {:?}", asked.elapsed());
-    assert!(body.contains("anycastd_"), "{body}");
     drop(idle);
 
     let text = read_log(&log);
@@ -191,6 +193,14 @@ fn idle_connections_do_not_starve_checks_or_routes() {
     assert!(
         count_lines(&log, &["accept failed"]) <= 1,
         "accept errors are logged once per episode:\n{text}"
+    );
+    assert_eq!(down, Some(withdraw(route)), "{text}");
+    assert_eq!(up, Some(announce(route)), "{text}");
+    let body = body.expect("GET /metrics answers 200");
+    assert!(body.contains("anycastd_"), "{body}");
+    assert!(
+        refused.is_empty(),
+        "the listener stopped accepting: {refused:?}"
     );
     assert_no_panic(&log);
 }
@@ -599,7 +609,8 @@ fn sigkill_and_restart_converges() {
         } else {
             withdraw(route)
         };
-        exabgp.expect_line(&want, CONVERGE);
+        let first = exabgp.next_line(CONVERGE);
+        assert_eq!(first.as_ref(), Some(&want), "restart {round}");
         eprintln!("restart {round}: `{want}` after {:?}", started.elapsed());
         let after = exabgp.lines_within(Duration::from_millis(500));
         assert!(after.is_empty(), "restart {round}: then {after:?}");
