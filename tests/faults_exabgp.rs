@@ -156,7 +156,11 @@ fn idle_connections_do_not_starve_checks_or_routes() {
 
     // 2,000 idle clients: twice the daemon's descriptors. A listener that
     // stops accepting fails the test below, after the route checks.
-    rlimit::increase_nofile_limit(8192).expect("raise the test's own limit");
+    let own = rlimit::increase_nofile_limit(8192).expect("raise the test's own limit");
+    assert!(
+        own >= 2100,
+        "the test needs 2,100 open files; its limit is {own}"
+    );
     let started = Instant::now();
     let mut idle = Vec::new();
     let mut refused = Vec::new();
