@@ -227,3 +227,70 @@ fn sigterm_withdraws_routes_and_exits_cleanly() {
         "anycastd logs the withdrawal before exiting:\n{log}"
     );
 }
+
+/// The lines `birdc show route` prints for `prefix`, with the time BIRD
+/// took the route: a withdrawal and re-announcement changes it.
+fn route_lines(bird: &Bird, prefix: &str) -> Vec<String> {
+    bird.birdc("show route")
+        .lines()
+        .filter(|line| line.split_whitespace().next() == Some(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn respawned_helper_does_not_flap_routes_in_bird() {
+    let lab = Lab::start(14, true);
+    wait_until(WAIT, "routes in BIRD", || {
+        lab.routes_present() == (true, true)
+    });
+    // BIRD prints the route's time to the second: let it tick past.
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = (
+        route_lines(&lab.bird, &lab.v4),
+        route_lines(&lab.bird, &lab.v6),
+    );
+    let old = lab.anycastd_pids();
+    assert_eq!(old.len(), 1, "one anycastd under ExaBGP: {old:?}");
+
+    // Poll BIRD every 20 ms through the kill, the respawn and the new
+    // helper's first verdicts (200 ms interval).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let samples = std::thread::scope(|scope| {
+        let poller = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                samples.push(lab.routes_present());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            samples
+        });
+        Command::new("kill")
+            .arg("-9")
+            .arg(old[0].to_string())
+            .status()
+            .unwrap();
+        let killed = std::time::Instant::now();
+        wait_until(WAIT, "ExaBGP to respawn anycastd", || {
+            let now = lab.anycastd_pids();
+            now.len() == 1 && now != old
+        });
+        eprintln!("helper respawned {:?} after the kill", killed.elapsed());
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        poller.join().unwrap()
+    });
+    eprintln!("{} samples of BIRD's table", samples.len());
+    assert!(samples.len() > 20, "too few samples: {}", samples.len());
+    let gaps = samples.iter().filter(|s| **s != (true, true)).count();
+    assert_eq!(gaps, 0, "routes missing from BIRD in {gaps} samples");
+    let after = (
+        route_lines(&lab.bird, &lab.v4),
+        route_lines(&lab.bird, &lab.v6),
+    );
+    assert_eq!(
+        before, after,
+        "BIRD's routes were replaced: a flap upstream"
+    );
+    assert!(lab.bird.established("exa"), "the session stayed up");
+}

@@ -585,3 +585,15 @@ pub fn web_service_yaml(url: &str) -> String {
 "#
     )
 }
+
+impl FakeExabgp {
+    /// Writes `line` on anycastd's stdin, as ExaBGP would (e.g. `shutdown 4242 1`).
+    pub fn send_line(&self, line: &str) {
+        let mut writer = self.ack_writer.lock().expect("stdin writer");
+        let writer = writer.as_mut().expect("stdin still open");
+        writer
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| writer.flush())
+            .expect("write to anycastd's stdin");
+    }
+}
