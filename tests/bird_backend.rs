@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -214,20 +214,7 @@ metrics: {{enabled: true, address: "{metrics}"}}
             &format!("reconfigure_timeout: 5s{bird_extra}"),
         );
         std::fs::write(&config, text).unwrap();
-        let log = std::fs::File::create(self.dir.path().join("anycastd.log")).unwrap();
-        let child = Command::new(anycastd_bin())
-            .arg("-c")
-            .arg(&config)
-            .args(["--log-level", "debug"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start anycastd");
-        Daemon {
-            child,
-            name: "anycastd",
-        }
+        spawn_anycastd(&[], &config, "debug", &self.dir.path().join("anycastd.log"))
     }
 
     /// anycastd's metrics listener: this lab's own address, a port no

@@ -847,32 +847,16 @@ announcer:
 
     fn start_anycastd(&mut self) {
         let config = self.write_config();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("anycastd.log"))
-            .unwrap();
-        let mut command = match &self.nets {
-            Some(nets) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", nets.a()]).arg(anycastd_bin());
-                c
-            }
-            None => Command::new(anycastd_bin()),
+        let prefix: Vec<&str> = match &self.nets {
+            Some(nets) => vec!["ip", "netns", "exec", nets.a()],
+            None => Vec::new(),
         };
-        let child = command
-            .arg("-c")
-            .arg(&config)
-            .args(["--log-level", "debug"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start anycastd");
-        self.anycastd = Some(Daemon {
-            child,
-            name: "anycastd",
-        });
+        self.anycastd = Some(spawn_anycastd(
+            &prefix,
+            &config,
+            "debug",
+            &self.path("anycastd.log"),
+        ));
     }
 
     /// Output of a command run where anycastd runs.

@@ -334,17 +334,7 @@ fn sysusers_and_tmpfiles_apply_to_a_scratch_root() {
     assert!(uid > 0 && uid < 1000, "not a system user: {user}");
     assert!(user.ends_with(":/usr/sbin/nologin"), "{user}");
 
-    let out = tool("systemd-tmpfiles")
-        .arg("--create")
-        .arg(format!("--root={}", root.path().display()))
-        .arg(contrib("anycastd-bird.tmpfiles"))
-        .output()
-        .expect("run systemd-tmpfiles");
-    assert!(
-        out.status.success(),
-        "systemd-tmpfiles: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tmpfiles_create(root.path());
     use std::os::unix::fs::MetadataExt;
     let run = root.path().join("run/anycastd/bird");
     let meta = std::fs::metadata(&run).expect("/run/anycastd/bird");

@@ -134,9 +134,15 @@ mod tests {
     async fn bounded_lines_read_across_chunks_and_drop_long_ones() {
         let text = format!("done\n{}\nerror\npartial", "x".repeat(100));
         let mut lines = BoundedLines::new(text.as_bytes(), 16);
-        assert_eq!(lines.next().await.unwrap(), Some(InputLine::Text("done".into())));
+        assert_eq!(
+            lines.next().await.unwrap(),
+            Some(InputLine::Text("done".into()))
+        );
         assert_eq!(lines.next().await.unwrap(), Some(InputLine::TooLong));
-        assert_eq!(lines.next().await.unwrap(), Some(InputLine::Text("error".into())));
+        assert_eq!(
+            lines.next().await.unwrap(),
+            Some(InputLine::Text("error".into()))
+        );
         assert_eq!(lines.next().await.unwrap(), None);
     }
 }

@@ -597,3 +597,53 @@ impl FakeExabgp {
             .expect("write to anycastd's stdin");
     }
 }
+
+/// Starts anycastd on `config` at log level `level`, behind `prefix` (a
+/// wrapper such as `ip netns exec NS`, or `setpriv … --`; empty for none),
+/// appending its log (stderr) to `log`.
+pub fn spawn_anycastd(prefix: &[&str], config: &Path, level: &str, log: &Path) -> Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open anycastd's log");
+    let mut command = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(anycastd_bin());
+            c
+        }
+        None => Command::new(anycastd_bin()),
+    };
+    let child = command
+        .arg("-c")
+        .arg(config)
+        .args(["--log-level", level])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start anycastd");
+    Daemon {
+        child,
+        name: "anycastd",
+    }
+}
+
+/// `systemd-tmpfiles --create` of contrib/systemd/anycastd-bird.tmpfiles on
+/// the scratch root `root` (whose etc/passwd and etc/group name the owners).
+pub fn tmpfiles_create(root: &Path) {
+    let snippet =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/anycastd-bird.tmpfiles");
+    let out = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(format!("--root={}", root.display()))
+        .arg(&snippet)
+        .output()
+        .expect("run systemd-tmpfiles (install the Debian package `systemd`)");
+    assert!(
+        out.status.success(),
+        "systemd-tmpfiles: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -15,11 +15,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::lines::{BoundedLines, InputLine};
 use super::{Backend, BackendFuture, Backoff};
 use crate::config::Config;
 use crate::metrics;
 use crate::route::{AnnouncedReporter, DesiredRoutes};
-use super::lines::{BoundedLines, InputLine};
 use protocol::{AckOutcome, LineFormat, MAX_LINE, Reconciler, RouteCommand, parse_ack};
 
 const NAME: &str = "exabgp";
