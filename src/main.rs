@@ -181,8 +181,18 @@ fn show_status(cli: &Cli, url: Option<&str>) -> Result<u8, Failure> {
     let url = match url {
         Some(url) => url.to_string(),
         None => {
-            let config =
-                config::load(&cli.config, cli.backend.map(Into::into)).map_err(config_failure)?;
+            let config = config::load(&cli.config, cli.backend.map(Into::into)).map_err(|e| {
+                // The daemon's address is in its config: without one, say
+                // what to pass instead of only that the file is missing.
+                let hint = match &e {
+                    config::ConfigError::Read { .. } => {
+                        "\n(the daemon serves /status on its metrics address: pass --config \
+                         with its configuration file, or --url http://HOST:PORT/status)"
+                    }
+                    _ => "",
+                };
+                config_failure(anyhow::anyhow!("{e}{hint}"))
+            })?;
             let Some(address) = config.metrics else {
                 return Err(config_failure(anyhow::anyhow!(
                     "{}: metrics are disabled, and /status is served on the metrics listener: \

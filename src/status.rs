@@ -242,16 +242,16 @@ pub enum FetchError {
     #[error("invalid status URL `{0}`: expected http://HOST:PORT[/PATH]")]
     Url(String),
     /// Name resolution or the TCP connection failed.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {error}")]
     Connect {
         address: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The connection broke while talking.
-    #[error("{address}: {source}")]
+    #[error("{address}: {error}")]
     Io {
         address: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server answered, but not with 200 and a status document.
     #[error("{url}: {message}")]
@@ -293,9 +293,9 @@ fn split_url(url: &str) -> Option<(String, String)> {
 /// Fetches and parses the status document at `url`, each step bounded by `timeout`.
 pub fn fetch(url: &str, timeout: Duration) -> Result<StatusReport, FetchError> {
     let (authority, path) = split_url(url).ok_or_else(|| FetchError::Url(url.to_string()))?;
-    let connect = |source| FetchError::Connect {
+    let connect = |error| FetchError::Connect {
         address: authority.clone(),
-        source,
+        error,
     };
     let candidates: Vec<SocketAddr> = authority
         .to_socket_addrs()
@@ -313,9 +313,9 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<StatusReport, FetchError> {
         }
     }
     let mut stream = stream.ok_or_else(|| connect(last_error))?;
-    let io = |source| FetchError::Io {
+    let io = |error| FetchError::Io {
         address: authority.clone(),
-        source,
+        error,
     };
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;

@@ -173,3 +173,26 @@ fn json_log_format_writes_one_object_per_line_on_stderr() {
         "the table stays on stdout: {out}"
     );
 }
+
+#[test]
+fn a_missing_file_says_its_cause_once_and_status_says_what_to_pass() {
+    let missing = "/nonexistent/anycastd.yaml";
+    let (code, _, err) = anycastd(&["-c", missing, "validate"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let (code, _, err) = anycastd(&["-c", missing, "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("pass --config"), "{err}");
+    assert!(err.contains("--url http://HOST:PORT/status"), "{err}");
+    // Nothing listens on this port: the refusal is said once too.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/status");
+    let (code, _, err) = anycastd(&["status", "--url", &url]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+}

@@ -88,7 +88,7 @@ fn final_stage_is_distroless_and_unprivileged() {
         "config at /config.yaml: {:?}",
         values("ENV")
     );
-    assert_eq!(values("EXPOSE"), ["9090"], "the metrics port");
+    assert_eq!(values("EXPOSE"), ["9180"], "the metrics port");
     assert_eq!(values("ENTRYPOINT"), [r#"["/usr/bin/anycastd"]"#]);
     // The build stage installs what the final stage copies.
     let build = &all[..*stages.last().unwrap()];

@@ -16,8 +16,9 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Netns {
-        let name = format!("anycastd-demo-{}", std::process::id());
+    /// `tag` tells apart the namespaces of this process's tests.
+    fn new(tag: &str) -> Netns {
+        let name = format!("anycastd-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         assert!(
             Command::new("ip")
@@ -59,7 +60,7 @@ impl Drop for Netns {
 fn readme_demo_route_follows_the_vip_on_lo() {
     require(&[("bird", "bird2"), ("birdc", "bird2"), ("ip", "iproute2")]);
     let dir = scratch();
-    let ns = Netns::new();
+    let ns = Netns::new("demo");
     let root = env!("CARGO_MANIFEST_DIR");
     let socket = dir.path().join("demo-bird.ctl");
     let socket = socket.to_str().unwrap();
@@ -141,4 +142,65 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// The quick start as a script, nohup or CI runs it: stdin is /dev/null,
+/// no ExaBGP anywhere. It keeps running, prints the announce for a person
+/// to read (the first line: nothing before the first verdict), and SIGTERM
+/// prints the withdraw and exits 0. In a namespace of its own, so its
+/// metrics port (9180) cannot clash with anything on the host.
+#[test]
+fn quick_start_without_exabgp_keeps_running_and_prints_the_announce() {
+    use std::io::{BufRead, BufReader};
+    let ns = Netns::new("quick");
+    let mut command = ns.command(&[anycastd_bin().to_str().unwrap()]);
+    let mut child = command
+        .args(["-c", "examples/quickstart.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start anycastd");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(WAIT).ok();
+    std::thread::sleep(Duration::from_secs(3));
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    assert_eq!(
+        first.as_deref(),
+        Some("announce route 192.0.2.1/32 next-hop self"),
+        "{stderr}"
+    );
+    assert!(still_running, "stopped without ExaBGP:\n{stderr}");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stderr}");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(1)).ok().as_deref(),
+        Some("withdraw route 192.0.2.1/32 next-hop self")
+    );
+    assert!(!stderr.contains("closed our stdin"), "{stderr}");
 }

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Runs anycastd's whole test suite. As root on Debian it first installs what
-# the integration tests need (real BIRD 2 and ExaBGP); elsewhere it checks
-# they are there and says what is missing.
+# the integration tests need (the apt and pip packages below: real BIRD 2,
+# GoBGP, FRR, ExaBGP, dnsmasq, tftpd-hpa, chrony, Prometheus' promtool...);
+# elsewhere it checks they are there and says what is missing.
+#
+# Meant for CI or a disposable machine: installing chrony removes
+# systemd-timesyncd. Services the packages would start (bird, frr, chrony,
+# dnsmasq, tftpd-hpa, prometheus...) are kept from starting during the
+# install and left disabled: the tests start their own instances.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +21,20 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     done
     if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
+        # Debian starts a package's service on install unless policy-rc.d
+        # says no (exit 101); say no for this install only.
+        policy=/usr/sbin/policy-rc.d
+        own_policy=
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        [ -n "$own_policy" ] && rm -f "$policy"
+        if [ -d /run/systemd/system ]; then
+            for unit in bird frr chrony dnsmasq tftpd-hpa prometheus prometheus-node-exporter; do
+                systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            done
+        fi
     fi
     if ! command -v exabgp >/dev/null; then
         python3 -m pip --version >/dev/null 2>&1 ||

@@ -44,10 +44,10 @@ impl fmt::Display for Problem {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: cannot read the config file: {source}")]
+    #[error("{file}: cannot read the config file: {error}")]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file name does not say YAML or JSON.
     #[error("{file}: unexpected file format `{extension}`: use .yaml, .yml or .json")]
@@ -113,9 +113,9 @@ impl Format {
 /// overrides `announcer.backend`, and decides which keys are required.
 pub fn load(path: &Path, backend: Option<BackendKind>) -> Result<Config, ConfigError> {
     let format = Format::from_path(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         file: path.to_path_buf(),
-        source,
+        error,
     })?;
     load_str(&text, format, path, backend)
 }
@@ -127,7 +127,7 @@ pub fn load_str(
     file: &Path,
     backend: Option<BackendKind>,
 ) -> Result<Config, ConfigError> {
-    let tree = parse_tree(text, format).map_err(|message| ConfigError::Syntax {
+    let tree = parse_tree(text, format, file).map_err(|message| ConfigError::Syntax {
         file: file.to_path_buf(),
         message,
     })?;
@@ -157,29 +157,67 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-fn parse_tree(text: &str, format: Format) -> Result<serde_json::Value, String> {
+fn parse_tree(text: &str, format: Format, file: &Path) -> Result<serde_json::Value, String> {
     let tree = match format {
         Format::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?,
-        Format::Yaml => serde_saphyr::from_str_with_options::<serde_json::Value>(
-            text,
-            yaml_options(),
-        )
-        .map_err(|e| {
-            let message = e.to_string();
-            if message.contains("budget") {
-                format!(
-                    "invalid YAML: {message} (anycastd reads at most {YAML_MAX_NODES} YAML nodes, \
-                         about 300,000 services; JSON has no such limit)"
-                )
-            } else {
-                format!("invalid YAML: {message}")
+        Format::Yaml => {
+            if let Some((line, column)) = tab_in_indentation(text) {
+                return Err(format!(
+                    "invalid YAML at line {line}, column {column}: a tab in the indentation \
+                     (YAML indents with spaces only)"
+                ));
             }
-        })?,
+            serde_saphyr::from_str_with_options::<serde_json::Value>(text, yaml_options())
+                .map_err(|e| yaml_error(&e.to_string(), file))?
+        }
     };
     if tree.is_null() {
         return Err("the config file is empty".into());
     }
     Ok(tree)
+}
+
+/// The first tab in a line's leading whitespace (1-based line and column).
+/// The parser reports one where the scalar before it started, often on
+/// the line above.
+fn tab_in_indentation(text: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(at, line)| {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        line[..indent].find('\t').map(|column| (at + 1, column + 1))
+    })
+}
+
+/// The parser's message in the operator's terms: the file's name instead
+/// of `<input>`, the position said once, and the limit named when the
+/// size budget was hit.
+fn yaml_error(message: &str, file: &Path) -> String {
+    let message = message.replace("<input>", &file.display().to_string());
+    // "error: line L column C: WHAT at line L, column C\n --> ...": the
+    // position is in the first words and in the snippet already.
+    let message = match message.strip_prefix("error: ") {
+        Some(rest) => match rest.split_once(": ") {
+            Some((position, rest)) if position.starts_with("line ") => {
+                let position = position.replace(" column", ", column");
+                let (first, snippet) = rest.split_once('\n').unwrap_or((rest, ""));
+                let first = first
+                    .strip_suffix(&format!(" at {position}"))
+                    .unwrap_or(first);
+                format!("invalid YAML at {position}: {first}\n{snippet}")
+                    .trim_end()
+                    .to_string()
+            }
+            _ => format!("invalid YAML: {rest}"),
+        },
+        None => format!("invalid YAML: {message}"),
+    };
+    if message.contains("budget") {
+        format!(
+            "{message}\n(anycastd reads at most {YAML_MAX_NODES} YAML nodes, about 300,000 \
+             services; JSON has no such limit)"
+        )
+    } else {
+        message
+    }
 }
 
 /// Decodes `value` into `T`, reporting the first error at its full key path.

@@ -395,3 +395,37 @@ fn a_large_yaml_config_loads() {
     }
     assert_eq!(yaml(&text).unwrap().services.len(), 20_000);
 }
+
+#[test]
+fn yaml_errors_name_the_file_and_say_the_position_once() {
+    let err = load_str(
+        "a: [1, 2\nb: 3\n",
+        Format::Yaml,
+        Path::new("/etc/x.yaml"),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    let first = err.lines().next().unwrap();
+    assert!(
+        first.starts_with("/etc/x.yaml: invalid YAML at line 2, column 2: "),
+        "{err}"
+    );
+    assert_eq!(first.matches("line 2").count(), 1, "{err}");
+    assert!(err.contains("--> /etc/x.yaml:2:2"), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+}
+
+#[test]
+fn a_tab_in_the_indentation_is_reported_where_it_is() {
+    let err = yaml("announcer:\n  backend: exabgp\n\troutes: [192.0.2.1/32]\nservices: []\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "test.yaml: invalid YAML at line 3, column 1: a tab in the indentation (YAML indents with spaces only)"
+    );
+    // A tab inside a value is not indentation.
+    assert!(!BASE.contains('\t'));
+    assert!(yaml(&BASE.replace("method: GET", "method: \"GET\"\t")).is_ok());
+}

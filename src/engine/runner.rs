@@ -31,12 +31,12 @@ pub struct PreparedService {
 
 /// A check that could not be built, with where it sits in the config.
 #[derive(Debug, thiserror::Error)]
-#[error("services[{service}].checks[{check}] ({name}): {source}")]
+#[error("services[{service}].checks[{check}] ({name}): {error}")]
 pub struct PrepareError {
     pub service: usize,
     pub check: usize,
     pub name: String,
-    pub source: BuildError,
+    pub error: BuildError,
 }
 
 /// Builds every check of every service; all problems are reported.
@@ -53,11 +53,11 @@ pub fn prepare(services: &[ServiceConfig]) -> Result<Vec<PreparedService>, Vec<P
                     policy: AttemptPolicy::for_spec(&check.spec),
                     check: built,
                 }),
-                Err(source) => errors.push(PrepareError {
+                Err(error) => errors.push(PrepareError {
                     service: service_index,
                     check: check_index,
                     name: check.name.clone(),
-                    source,
+                    error,
                 }),
             }
         }

@@ -49,11 +49,8 @@ const NAME: &str = "bird";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BirdError {
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error("reload_command {command:?} failed: {message}")]
@@ -215,7 +212,7 @@ impl BirdBackend {
         .await
         .map_err(|e| BirdError::Write {
             path: self.config.include_file.display().to_string(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })?;
         self.on_disk = on_disk;
         let changed = changed.inspect_err(|_| metrics::backend_error(NAME, "write"))?;
@@ -265,9 +262,9 @@ fn put_back(
     for (file, content) in previous.iter().rev() {
         let result = match content {
             Some(content) => write_atomically(&file.path, content),
-            None => std::fs::remove_file(&file.path).map_err(|source| BirdError::Write {
+            None => std::fs::remove_file(&file.path).map_err(|error| BirdError::Write {
                 path: file.path.display().to_string(),
-                source,
+                error,
             }),
         };
         match result {
@@ -294,9 +291,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// or the new file, never half of one. No fsync (see the module docs).
 pub fn write_atomically(path: &Path, content: &str) -> Result<(), BirdError> {
     use std::io::Write;
-    let err = |source| BirdError::Write {
+    let err = |error| BirdError::Write {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
