@@ -602,8 +602,8 @@ def flap_run(ctx, lab, a, peer, fmt, routes, variant, flaps):
         "metric_quantiles_ms": {k: v * 1e3 for k, v in after["lat_q"].items()},
         "metric_count": after["lat_count"] - before["lat_count"],
         "reconfigure_ms": stats([t["reconfigure_ms"] for t in downs + ups]),
-        # anycastd's own share: verdict -> `configure` sent (coalescing,
-        # rendering, the durable write).
+        # anycastd's own share: verdict -> `configure` sent (the engine's
+        # route set, rendering, the write and rename of the include file).
         "before_configure_ms": stats([t.get("share_ms") for t in downs + ups]),
         "share_withdraw_ms": stats([t.get("share_ms") for t in downs]),
         "bird_withdraw_ms": stats([t.get("bird_ms") for t in downs]),
@@ -660,8 +660,9 @@ def flip_run(ctx, lab, a, peer, fmt, routes):
             c1 = counters(d)
             s1 = ctx.peer_bird.import_stats("a")
             mine = sorted(us for us, s, _ in verdicts.verdicts[start:] if s == ("down" if down else "up"))
-            # Bursts of verdicts more than the backend's 20 ms coalescing
-            # window apart: no coalescing of that length could merge them.
+            # Bursts of verdicts more than 20 ms apart (services in different
+            # start-up slots): the backend merges only what arrives while a
+            # configure is in flight.
             bursts = 1 + sum(1 for x, y in zip(mine, mine[1:]) if y - x > 20_000) if mine else 0
             dd = c1["dur_count"] - c0["dur_count"]
             result["down" if down else "up"] = {
@@ -896,7 +897,7 @@ def cmd_report(args):
     out.append(f"Run: {r['seconds']:.0f} s; the whole machine was {r['machine_busy_cores']:.2f} of "
                f"{os.cpu_count()} cores busy on average (all processes).")
     out.append(f"anycastd's include files on {r['include_fs']} ({r['include_dir']}); a durable write there")
-    out.append(f"(write, fsync, rename, fsync dir, as anycastd does) took p50 {f_ms(dw['p50'])} ms, "
+    out.append(f"(write, fsync, rename, fsync dir; anycastd no longer fsyncs) took p50 {f_ms(dw['p50'])} ms, "
                f"max {f_ms(dw['max'])} ms.")
     out.append("")
     out.append("1. Verdict -> route gone at peer B, ms, p50 / p99 / max over the withdrawals (100 ms checks).")
@@ -954,7 +955,7 @@ def cmd_report(args):
     out.append("2. One reconfigure (anycastd_bird_reconfigure_duration_seconds: `configure` sent -> BIRD's")
     out.append("   answer), ms, p50 / p99 / max over every change (down and up) of the run, and the exporter's")
     out.append("   quantiles. 'before configure' = metric - reconfigure per change: anycastd's own share")
-    out.append("   (coalescing window, rendering, durable write of the include file).")
+    out.append("   (the engine's route set, rendering, write and rename of the include file).")
     rows = []
     for c in r["cases"]:
         for v in ("all", "one"):
@@ -1009,7 +1010,7 @@ def cmd_report(args):
     if r["flips"]:
         out.append("4. Many services flipping together: one service per /32 at 1 s, all made to fail with")
         out.append("   one request (and recover the same way); each service sees it at its next round.")
-        out.append("   bursts = groups of verdicts separated by more than the 20 ms coalescing window.")
+        out.append("   bursts = groups of verdicts separated by more than 20 ms (different start-up slots).")
         rows = []
         for fl in r["flips"]:
             for key in ("down", "up"):

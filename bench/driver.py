@@ -365,9 +365,9 @@ def cmd_scale(args):
     daemon = Anycastd(args.anycastd, config, os.path.join(args.workdir, "scale.stderr"))
     t_start = daemon.started_ns
     try:
-        # anycastd first withdraws every configured route (a predecessor may
-        # have left them in ExaBGP), then announces as checks pass; only
-        # the announces matter here.
+        # anycastd writes nothing until every service has its first verdict,
+        # then announces what is up (and withdraws configured routes that
+        # are not, none here); only the announces matter here.
         all_up = daemon.wait_lines(
             lambda ls: sum(1 for _, t in ls if t.startswith("announce route ")) >= n,
             args.startup_timeout,
@@ -413,9 +413,10 @@ def cmd_scale(args):
             late_withdraws = sum(
                 1 for _, t in daemon.lines[lines_at_all_up:] if t.startswith("withdraw route ")
             )
+        withdraws_before_stop = daemon.count("withdraw route ")
     finally:
         code = daemon.stop()
-    shutdown_withdraws = daemon.count("withdraw route ") - n - late_withdraws
+    shutdown_withdraws = daemon.count("withdraw route ") - withdraws_before_stop
 
     arrivals = parse_dump(http_get(f"http://{server}/control/dump", timeout=30))
     checks_total = sum(len(v) for v in arrivals.values())

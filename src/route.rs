@@ -11,9 +11,12 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 
 /// The routes that should be announced now, as published to backends.
+///
+/// The set is shared (`Arc`): the engine, the status board and the backend
+/// hold the same one, so publishing 10,000 routes copies none of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredRoutes {
-    pub routes: BTreeSet<IpNet>,
+    pub routes: Arc<BTreeSet<IpNet>>,
     /// When the verdict that produced this set was taken, so a backend can
     /// report how long the route change took to leave the process.
     pub changed_at: Option<Instant>,
@@ -28,7 +31,7 @@ impl DesiredRoutes {
     /// Nothing decided yet.
     pub fn empty() -> DesiredRoutes {
         DesiredRoutes {
-            routes: BTreeSet::new(),
+            routes: Arc::default(),
             changed_at: None,
             decided: false,
         }
@@ -37,7 +40,7 @@ impl DesiredRoutes {
     /// A decided set, changed at `changed_at`.
     pub fn decided(routes: BTreeSet<IpNet>, changed_at: Option<Instant>) -> DesiredRoutes {
         DesiredRoutes {
-            routes,
+            routes: Arc::new(routes),
             changed_at,
             decided: true,
         }

@@ -98,8 +98,9 @@ pub struct RouteStatus {
     /// Every route the configuration names (announcer.routes and the
     /// services' routes).
     pub configured: BTreeSet<IpNet>,
-    /// Routes whose protecting services are all up.
-    pub desired: BTreeSet<IpNet>,
+    /// Routes whose protecting services are all up (shared with the
+    /// engine: setting it copies nothing).
+    pub desired: Arc<BTreeSet<IpNet>>,
     /// Per backend name, the routes it announces (as far as it knows).
     pub announced: BTreeMap<String, BTreeSet<IpNet>>,
 }
@@ -217,8 +218,8 @@ impl StatusBoard {
         });
     }
 
-    pub fn set_desired(&self, routes: &BTreeSet<IpNet>) {
-        self.write(|report| report.routes.desired.clone_from(routes));
+    pub fn set_desired(&self, routes: Arc<BTreeSet<IpNet>>) {
+        self.write(|report| report.routes.desired = routes);
     }
 
     /// What each backend (or native peer) announces, as they reported it.
@@ -484,7 +485,7 @@ mod tests {
         assert!(!report.all_up());
 
         board.record_round("a", outcome(false, "gone"), State::Down);
-        board.set_desired(&routes(&["192.0.2.1/32"]));
+        board.set_desired(Arc::new(routes(&["192.0.2.1/32"])));
         board.set_announced(&[("exabgp".to_string(), routes(&["192.0.2.1/32"]))].into());
         let report = board.report();
         let a = &report.services[0];

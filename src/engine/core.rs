@@ -67,7 +67,7 @@ pub enum Output {
         reason: String,
     },
     /// The desired route set changed to this.
-    Publish { routes: BTreeSet<IpNet> },
+    Publish { routes: Arc<BTreeSet<IpNet>> },
     /// A config was applied: how many services, how many kept their task.
     Configured {
         services: usize,
@@ -115,7 +115,7 @@ pub struct Core {
     book: RouteBook,
     services: BTreeMap<String, Tracked>,
     next_epoch: u64,
-    desired: BTreeSet<IpNet>,
+    desired: Arc<BTreeSet<IpNet>>,
     ready_sent: bool,
 }
 
@@ -278,9 +278,11 @@ impl Core {
 
     fn publish(&mut self, out: &mut Vec<Output>) {
         let routes = self.book.desired();
-        if routes != self.desired {
-            self.desired = routes.clone();
-            out.push(Output::Publish { routes });
+        if routes != *self.desired {
+            self.desired = Arc::new(routes);
+            out.push(Output::Publish {
+                routes: self.desired.clone(),
+            });
         }
     }
 

@@ -136,10 +136,10 @@ impl Carrier {
                     }
                 }
                 Output::Publish { routes } => {
-                    if let Some(status) = &self.hooks.status {
-                        status.set_desired(&routes);
-                    }
                     metrics::routes_desired(routes.len());
+                    if let Some(status) = &self.hooks.status {
+                        status.set_desired(routes.clone());
+                    }
                     self.desired.send_modify(|desired| {
                         desired.routes = routes;
                         desired.changed_at = Some(decided_at);

@@ -12,6 +12,7 @@
 //! - A fault is logged when it starts or changes, and once when it clears.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -37,7 +38,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Reconciler {
     /// The set BIRD last accepted; `None` until the first success.
-    accepted: Option<BTreeSet<IpNet>>,
+    accepted: Option<Arc<BTreeSet<IpNet>>>,
     /// The fault logged last; `None` while all is well.
     fault: Option<String>,
     backoff: Backoff,
@@ -62,16 +63,16 @@ impl Reconciler {
     /// accepted exactly this set (at start it has accepted nothing, so the
     /// files are rewritten from our own state once).
     pub fn needs_apply(&self, desired: &BTreeSet<IpNet>) -> bool {
-        self.accepted.as_ref() != Some(desired)
+        self.accepted.as_deref() != Some(desired)
     }
 
     /// What BIRD holds, as far as we know.
     pub fn accepted(&self) -> Option<&BTreeSet<IpNet>> {
-        self.accepted.as_ref()
+        self.accepted.as_deref()
     }
 
     /// BIRD accepted `routes`.
-    pub fn applied(&mut self, routes: &BTreeSet<IpNet>) -> Outcome {
+    pub fn applied(&mut self, routes: &Arc<BTreeSet<IpNet>>) -> Outcome {
         self.accepted = Some(routes.clone());
         self.backoff.reset();
         Outcome::Accepted {
@@ -94,8 +95,8 @@ impl Reconciler {
 mod tests {
     use super::*;
 
-    fn set(routes: &[&str]) -> BTreeSet<IpNet> {
-        routes.iter().map(|r| r.parse().unwrap()).collect()
+    fn set(routes: &[&str]) -> Arc<BTreeSet<IpNet>> {
+        Arc::new(routes.iter().map(|r| r.parse().unwrap()).collect())
     }
 
     #[test]
@@ -154,7 +155,7 @@ mod tests {
         let before = set(&["192.0.2.1/32"]);
         r.applied(&before);
         r.failed("refused".into());
-        assert_eq!(r.accepted(), Some(&before));
+        assert_eq!(r.accepted(), Some(&*before));
         assert!(r.needs_apply(&set(&[])));
     }
 }

@@ -204,7 +204,7 @@ impl PeerIo {
         self.announced.report(&reported_as, session.announced());
 
         let initial = desired.borrow_and_update().routes.clone();
-        let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
+        let mut pending: Vec<Event> = vec![Event::Desired((*initial).clone()), Event::Start];
         loop {
             // Feed queued events; carry out every resulting action.
             while !pending.is_empty() {
@@ -351,7 +351,7 @@ impl PeerIo {
                         continue;
                     }
                     let routes = desired.borrow_and_update().clone();
-                    pending.push(Event::Desired(routes.routes));
+                    pending.push(Event::Desired(Arc::unwrap_or_clone(routes.routes)));
                     if let Some(at) = routes.changed_at
                         && session.state() == State::Established
                     {
