@@ -47,6 +47,23 @@ impl DesiredRoutes {
     }
 }
 
+/// A next hop as ExaBGP's API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// ExaBGP's `self`: the session's local address.
+    SelfAddress,
+    Address(std::net::IpAddr),
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NextHop::SelfAddress => f.write_str("self"),
+            NextHop::Address(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 /// What each backend announces, as it reports it: keyed by who announces
 /// (`exabgp`, `bird`, `native PEER`).
 pub type AnnouncedRoutes = BTreeMap<String, BTreeSet<IpNet>>;

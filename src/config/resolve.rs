@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use super::duration::ConfigDuration;
 use super::model::*;
 use super::{Problem, decode, join_path, unknown_message};
+pub use crate::route::NextHop;
 
 /// A fully checked configuration, ready to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,23 +162,6 @@ pub struct PeerConfig {
 pub struct NativeConfig {
     pub local_address6: Option<std::net::Ipv6Addr>,
     pub shutdown_message: String,
-}
-
-/// A next hop as ExaBGP's API spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextHop {
-    /// ExaBGP's `self`: the session's local address.
-    SelfAddress,
-    Address(IpAddr),
-}
-
-impl std::fmt::Display for NextHop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NextHop::SelfAddress => f.write_str("self"),
-            NextHop::Address(a) => write!(f, "{a}"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use ipnet::IpNet;
 
-use crate::config::NextHop;
+use crate::route::NextHop;
 
 /// One command for ExaBGP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
