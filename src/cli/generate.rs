@@ -83,7 +83,10 @@ pub const MANUAL: &[Section] = &[
                 "Withdraw every route, make sure the withdrawal reached the backend (exabgp: \
                  lines flushed and acknowledged, waiting at most \
                  announcer.exabgp.shutdown_timeout; bird: include file emptied and BIRD \
-                 reconfigured; native: UPDATE messages sent), then exit 0.",
+                 reconfigured; native: UPDATE messages sent), then exit 0. The exit is \
+                 bounded whatever the other side does: at most the backend's own bound \
+                 (exabgp: shutdown_timeout; bird: twice reconfigure_timeout; native: 5 s) \
+                 plus a second.",
             ),
             Item(
                 "second SIGTERM or SIGINT",
