@@ -129,11 +129,6 @@ impl Core {
         self.book.state(service)
     }
 
-    /// The routes currently desired.
-    pub fn desired(&self) -> &BTreeSet<IpNet> {
-        &self.desired
-    }
-
     /// When the next [`Input::Tick`] is due: the earliest stale deadline.
     pub fn next_deadline(&self) -> Option<Duration> {
         self.services
