@@ -17,10 +17,11 @@ use crate::config::BackendKind;
 #[command(name = "anycastd", version, about, long_about = LONG_ABOUT)]
 #[command(
     after_help = "Exit status: 0 success; 1 a service is down (check, status), the backend's \
-    peer went away (run) or BIRD could not be updated (bird-flush); 2 configuration or usage \
-    error.\n\
+    peer went away (run), BIRD could not be updated (bird-flush) or the daemon refused \
+    (reload); 2 configuration or usage error, or the daemon cannot be reached.\n\
     Signals (run): SIGHUP reloads the configuration; SIGTERM and SIGINT withdraw every \
-    route and exit 0; a second SIGTERM/SIGINT exits at once.\n\
+    route (after drain_time with announcer.graceful_shutdown) and exit 0; a second \
+    SIGTERM/SIGINT exits at once.\n\
     More with --help, in anycastd(8) and anycastd.yaml(5).",
     after_long_help = generate::manual_text()
 )]
@@ -101,6 +102,65 @@ pub enum Command {
         #[arg(long, value_name = "URL", value_hint = clap::ValueHint::Url)]
         url: Option<String>,
     },
+    /// Drain services (every service when none are named): announce their
+    /// routes with GRACEFUL_SHUTDOWN (65535:0) and the draining profile for
+    /// drain_time, then withdraw them.
+    ///
+    /// Talks to the running daemon over its control socket. The drain is
+    /// kept in the state file, so it survives a restart, until `anycastd
+    /// undrain`. Prints each service's state; exit 2 for an unknown
+    /// service or when the daemon cannot be reached.
+    Drain {
+        /// Services to drain; none drains the whole node.
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Lift drains set by `anycastd drain` (the node's when no service is
+    /// named); routes come back once the service is up.
+    ///
+    /// A maintenance file that exists keeps its drain: remove the file.
+    Undrain {
+        /// Services to undrain; none undrains the node.
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Run a round of checks of the named services (all when none) now,
+    /// instead of at their next interval.
+    CheckNow {
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Reload the daemon's configuration file (as SIGHUP does) and print
+    /// the route changes; exit 1 when it is refused.
+    ///
+    /// A reload that would withdraw more than announcer.max_withdraw
+    /// routes is refused with their list unless --force is given.
+    Reload {
+        /// Apply it even above announcer.max_withdraw.
+        #[arg(long)]
+        force: bool,
+        /// Only print what it would announce, withdraw or re-announce.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print what loading CONFIG would announce, withdraw or re-announce
+    /// in the running daemon, without loading it.
+    Routes {
+        /// The configuration to compare with the running one; the daemon
+        /// reads it, so give a path it can read.
+        #[arg(long, value_name = "CONFIG", value_hint = clap::ValueHint::FilePath)]
+        diff: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Empty the BIRD include file(s) and have BIRD reconfigure (for systemd's
     /// ExecStopPost after a crash); exit 1 if BIRD could not be updated.
     BirdFlush,
@@ -119,6 +179,18 @@ pub enum Command {
         dir: PathBuf,
     },
 }
+
+/// Where the daemon's control socket is.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct SocketArg {
+    /// The daemon's control socket; default control.socket of the
+    /// configuration file, else /run/anycastd/control/control.sock.
+    #[arg(long, env = "ANYCASTD_SOCKET", value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub socket: Option<PathBuf>,
+}
+
+/// Where the packaged unit's control socket is (RuntimeDirectory=anycastd).
+pub const DEFAULT_SOCKET: &str = "/run/anycastd/control/control.sock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Generated {

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod metrics;
 pub mod route;

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use anycastd::backend::{self, BackendError, exabgp::ExabgpError};
-use anycastd::cli::{Cli, Command, Generated, LogFormat, generate};
+use anycastd::cli::{Cli, Command, Generated, LogFormat, SocketArg, generate};
 use anycastd::config::{self, Config, format_duration};
+use anycastd::control::{self, Reloader, Request};
 use anycastd::engine::{
     self, DesiredRoutes, EngineCommand, EngineHooks, Heartbeat, PreparedService,
 };
@@ -54,6 +55,37 @@ fn main() -> ExitCode {
         }),
         Command::Status { url } => show_status(&cli, url.as_deref()),
         Command::BirdFlush => runtime().and_then(|rt| rt.block_on(bird_flush(&cli))),
+        Command::Drain { services, socket } => ask(&cli, &socket, Request::Drain { services }),
+        Command::Undrain { services, socket } => ask(&cli, &socket, Request::Undrain { services }),
+        Command::CheckNow { services, socket } => {
+            ask(&cli, &socket, Request::CheckNow { services })
+        }
+        Command::Reload {
+            force,
+            dry_run,
+            socket,
+        } => ask(
+            &cli,
+            &socket,
+            Request::Reload {
+                force,
+                dry_run,
+                config: None,
+            },
+        ),
+        Command::Routes { diff, socket } => {
+            // The daemon reads it: a relative path means ours, not its.
+            let config = std::path::absolute(&diff).unwrap_or(diff);
+            ask(
+                &cli,
+                &socket,
+                Request::Reload {
+                    force: false,
+                    dry_run: true,
+                    config: Some(config),
+                },
+            )
+        }
         Command::Generate { what, dir } => generate_files(what, &dir),
     };
     match result {
@@ -100,6 +132,37 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
             code: EXIT_DOWN_OR_PEER_GONE,
             error,
         })
+}
+
+/// Sends one request to the running daemon's control socket and prints
+/// its answer: exit 0 when done, 1 when refused, 2 when it cannot be asked.
+fn ask(cli: &Cli, socket: &SocketArg, request: Request) -> Result<u8, Failure> {
+    let path = match &socket.socket {
+        Some(path) => path.clone(),
+        None => config::load(&cli.config, cli.backend.map(Into::into))
+            .ok()
+            .and_then(|c| c.control.socket)
+            .unwrap_or_else(|| anycastd::cli::DEFAULT_SOCKET.into()),
+    };
+    let response = control::request(&path, &request).map_err(config_failure)?;
+    if response.ok {
+        print_out(&response.message);
+        if !response.message.ends_with('\n') {
+            print_out("\n");
+        }
+        Ok(0)
+    } else {
+        let refused = matches!(request, Request::Reload { .. })
+            && response.message.starts_with("reload refused");
+        Err(Failure {
+            code: if refused {
+                EXIT_DOWN_OR_PEER_GONE
+            } else {
+                EXIT_CONFIG
+            },
+            error: anyhow::anyhow!(response.message),
+        })
+    }
 }
 
 /// Loads the config and builds every check; any problem is a config failure.
@@ -294,7 +357,34 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         services = config.services.len(),
         "anycastd starting"
     );
-    let backend_config = config.clone();
+    let reloader = Reloader {
+        path: cli.config.clone(),
+        backend: cli.backend.map(Into::into),
+        started_with: std::sync::Arc::new(config.clone()),
+        commands: commands_tx.clone(),
+    };
+    let stop_control = CancellationToken::new();
+    let mut control_task = None;
+    if let Some(path) = &config.control.socket {
+        let listener = control::bind(path, config.control.socket_mode)
+            .with_context(|| format!("cannot listen on the control socket {}", path.display()))
+            .map_err(runtime_failure)?;
+        tracing::info!(socket = %path.display(), "control socket listening");
+        control_task = Some(tokio::spawn(control::serve(
+            listener,
+            path.clone(),
+            reloader.clone(),
+            stop_control.clone(),
+        )));
+    }
+    let graceful = config.drain.graceful_shutdown;
+    let drain_bound = config
+        .services
+        .iter()
+        .map(|s| s.drain_time)
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(1);
     let (ready_tx, ready_rx) = oneshot::channel();
     let hooks = EngineHooks {
         status: Some(board),
@@ -329,7 +419,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 if ready {
                     notify_reloading();
                 }
-                reload(cli, &backend_config, &commands_tx).await;
+                reload(&reloader).await;
                 if ready {
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
@@ -344,8 +434,33 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 metrics_task = None;
                 break End::Fault("metrics listener", join_failure(result));
             }
+            result = until_done(&mut control_task) => {
+                control_task = None;
+                break End::Fault("control socket", join_failure(result));
+            }
         }
     };
+    if matches!(end, End::Signal) && graceful {
+        // Announce with GRACEFUL_SHUTDOWN for drain_time, withdraw, then
+        // close the sessions below: the peers move traffic before we go.
+        notify(&[sd_notify::NotifyState::Stopping]);
+        tracing::info!(bound = %format_duration(drain_bound), "shutting down gracefully: draining every service");
+        let (drained_tx, drained_rx) = oneshot::channel();
+        if commands_tx
+            .send(EngineCommand::Shutdown {
+                drained: drained_tx,
+            })
+            .await
+            .is_ok()
+        {
+            tokio::select! {
+                _ = drained_rx => tracing::info!("drained"),
+                _ = tokio::time::sleep(drain_bound) => tracing::warn!("drain did not finish in time; withdrawing"),
+                _ = terminate.recv() => tracing::warn!("second signal: withdrawing now"),
+                _ = interrupt.recv() => tracing::warn!("second signal: withdrawing now"),
+            }
+        }
+    }
     notify(&[sd_notify::NotifyState::Stopping]);
     match &end {
         End::Signal => tracing::info!("shutting down: withdrawing routes"),
@@ -359,6 +474,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
 
     stop_engine.cancel();
     stop_metrics.cancel();
+    stop_control.cancel();
     // Nothing the other side does may hold the exit past this.
     let deadline = tokio::time::Instant::now() + shutdown_bound;
     if !engine_task.is_finished() {
@@ -387,6 +503,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         }
     };
     if let Some(task) = metrics_task.take() {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
+    if let Some(task) = control_task.take() {
         let _ = tokio::time::timeout_at(deadline, task).await;
     }
     if let Some(fault) = fault {
@@ -485,36 +604,19 @@ fn watchdog() -> Option<Heartbeat> {
     })
 }
 
-/// SIGHUP: load and prepare the new config; a bad one is logged and the
-/// running one stays.
-async fn reload(cli: &Cli, running: &Config, commands: &mpsc::Sender<EngineCommand>) {
-    tracing::info!(file = %cli.config.display(), "SIGHUP: reloading configuration");
-    match load(cli) {
-        Ok((config, prepared)) => {
-            log_warnings(&config);
-            let backend_settings = |c: &Config| {
-                (
-                    c.backend,
-                    c.exabgp.clone(),
-                    c.bird.clone(),
-                    c.native.clone(),
-                    c.peers.clone(),
-                    (c.router_id, c.local_address, c.local_asn),
-                )
-            };
-            if backend_settings(&config) != backend_settings(running) {
-                tracing::warn!(
-                    "backend settings changed; they take effect at the next restart (services and routes are applied now)"
-                );
-            }
+/// SIGHUP: load and prepare the new config; a bad one (or one withdrawing
+/// more than `max_withdraw`) is logged and the running one stays.
+async fn reload(reloader: &Reloader) {
+    tracing::info!(file = %reloader.path.display(), "SIGHUP: reloading configuration");
+    match reloader.reload(false, false, None).await {
+        Ok(message) => {
             metrics::config_reload(true);
-            let _ = commands.send(EngineCommand::Reload(config, prepared)).await;
+            tracing::debug!("{message}");
         }
-        Err(failure) => {
+        Err(why) => {
             metrics::config_reload(false);
             tracing::error!(
-                "configuration reload failed; keeping the running configuration: {:#}",
-                failure.error
+                "configuration reload failed; keeping the running configuration: {why}"
             );
         }
     }

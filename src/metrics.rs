@@ -34,6 +34,13 @@ pub const SERVICE_UP: &str = "anycastd_service_up";
 pub const CHECK_UP: &str = "anycastd_check_up";
 /// Duration of the last round of a check, all attempts included.
 pub const CHECK_DURATION: &str = "anycastd_check_duration_seconds";
+/// `1` for the service's current state, `0` for the others; labels
+/// `service`, `state` (up, degraded, draining, drained, down, unknown).
+pub const SERVICE_STATE: &str = "anycastd_service_state";
+/// `1` while an operator drains the service (file, CLI or shutdown).
+pub const SERVICE_DRAINED: &str = "anycastd_service_drained";
+/// While Draining: when its routes are withdrawn, as a Unix timestamp.
+pub const SERVICE_DRAIN_END: &str = "anycastd_service_drain_end_timestamp_seconds";
 /// Service state transitions; labels `service`, `state`.
 pub const SERVICE_TRANSITIONS: &str = "anycastd_service_transitions_total";
 /// Faults talking to the backend; labels `backend`, `kind`.
@@ -117,6 +124,18 @@ fn describe() {
         "Duration of the check's last round in seconds"
     );
     describe_counter!(SERVICE_TRANSITIONS, "Service state changes, by new state");
+    describe_gauge!(
+        SERVICE_STATE,
+        "1 for the service's current state (up, degraded, draining, drained, down, unknown)"
+    );
+    describe_gauge!(
+        SERVICE_DRAINED,
+        "1 while an operator drains the service (maintenance file, anycastd drain, shutdown)"
+    );
+    describe_gauge!(
+        SERVICE_DRAIN_END,
+        "While draining: when the service's routes are withdrawn (Unix time); 0 otherwise"
+    );
     describe_counter!(
         BACKEND_ERRORS,
         "Errors reported by or while talking to the backend"
@@ -193,6 +212,24 @@ fn describe() {
 
 pub fn service_up(service: &str, up: bool) {
     metrics::gauge!(SERVICE_UP, "service" => service.to_string()).set(f64::from(u8::from(up)));
+}
+
+/// Sets the one-hot state gauge of `service`.
+pub fn service_state(service: &str, state: &'static str) {
+    for each in ["unknown", "up", "degraded", "draining", "drained", "down"] {
+        metrics::gauge!(SERVICE_STATE, "service" => service.to_string(), "state" => each)
+            .set(f64::from(u8::from(each == state)));
+    }
+}
+
+/// Whether `service` is drained, and when its drain ends (if Draining).
+pub fn service_drain(service: &str, drained: bool, ends: Option<std::time::SystemTime>) {
+    metrics::gauge!(SERVICE_DRAINED, "service" => service.to_string())
+        .set(f64::from(u8::from(drained)));
+    let at = ends
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!(SERVICE_DRAIN_END, "service" => service.to_string()).set(at);
 }
 
 pub fn service_transition(service: &str, state: &'static str) {

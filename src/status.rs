@@ -22,13 +22,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, format_duration};
-use crate::route::AnnouncedRoutes;
+use crate::route::{AnnouncedRoutes, RouteSet};
 
 /// A service's state as `/status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,13 @@ pub enum State {
     /// No decision yet: no round finished, or rise/fall not reached from startup.
     Unknown,
     Up,
+    /// Serving, but announced so that others are preferred.
+    Degraded,
+    /// Drained by the operator: announced with GRACEFUL_SHUTDOWN until
+    /// `drain_time` ends.
+    Draining,
+    /// Drained by the operator, routes withdrawn.
+    Drained,
     Down,
 }
 
@@ -45,6 +52,9 @@ impl State {
         match self {
             State::Unknown => "unknown",
             State::Up => "up",
+            State::Degraded => "degraded",
+            State::Draining => "draining",
+            State::Drained => "drained",
             State::Down => "down",
         }
     }
@@ -87,9 +97,34 @@ pub struct CheckStatus {
 pub struct ServiceStatus {
     pub name: String,
     pub state: State,
+    /// Why it is in its state: failing checks, drained by whom, a delay.
+    #[serde(default)]
+    pub reason: String,
+    /// Who drained it: `file`, `cli`, `shutdown`; empty when not drained.
+    #[serde(default)]
+    pub drained_by: Vec<String>,
+    /// While Draining: milliseconds before its routes are withdrawn.
+    #[serde(default)]
+    pub draining_left_ms: Option<u64>,
+    /// While held by `announce_delay`: milliseconds before its routes come back.
+    #[serde(default)]
+    pub announce_in_ms: Option<u64>,
     /// Rounds finished since the service (re)started; 0 before the first verdict.
     pub rounds: u64,
     pub checks: Vec<CheckStatus>,
+    /// When draining ends and the hold lifts, turned into the `_ms` fields
+    /// when a report is taken.
+    #[serde(skip)]
+    pub deadlines: (Option<Instant>, Option<Instant>),
+}
+
+/// A service's operator-facing details besides its state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceDetails {
+    pub reason: String,
+    pub drained_by: Vec<String>,
+    pub draining_until: Option<Instant>,
+    pub held_until: Option<Instant>,
 }
 
 /// The routes: what the engine wants and what each backend announces.
@@ -100,7 +135,9 @@ pub struct RouteStatus {
     pub configured: BTreeSet<IpNet>,
     /// Routes whose protecting services are all up (shared with the
     /// engine: setting it copies nothing).
-    pub desired: Arc<BTreeSet<IpNet>>,
+    /// Each desired route and how it is announced (`up`, `degraded` or
+    /// `draining`, then its attributes).
+    pub desired: Arc<RouteSet>,
     /// Per backend name, the routes it announces (as far as it knows).
     pub announced: BTreeMap<String, BTreeSet<IpNet>>,
 }
@@ -149,7 +186,15 @@ impl StatusBoard {
 
     /// A copy of the current status.
     pub fn report(&self) -> StatusReport {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut report = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = Instant::now();
+        let left =
+            |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now).as_millis() as u64);
+        for service in &mut report.services {
+            service.draining_left_ms = left(service.deadlines.0);
+            service.announce_in_ms = left(service.deadlines.1);
+        }
+        report
     }
 
     /// The current status as JSON.
@@ -187,11 +232,23 @@ impl StatusBoard {
                             })
                     })
                     .collect();
+                let details = previous.as_ref().map(|p| ServiceDetails {
+                    reason: p.reason.clone(),
+                    drained_by: p.drained_by.clone(),
+                    draining_until: p.deadlines.0,
+                    held_until: p.deadlines.1,
+                });
+                let details = details.unwrap_or_default();
                 report.services.push(ServiceStatus {
                     name: service.name.clone(),
                     state: previous.as_ref().map_or(State::Unknown, |p| p.state),
+                    reason: details.reason,
+                    drained_by: details.drained_by,
+                    draining_left_ms: None,
+                    announce_in_ms: None,
                     rounds: previous.as_ref().map_or(0, |p| p.rounds),
                     checks,
+                    deadlines: (details.draining_until, details.held_until),
                 });
             }
         });
@@ -218,7 +275,18 @@ impl StatusBoard {
         });
     }
 
-    pub fn set_desired(&self, routes: Arc<BTreeSet<IpNet>>) {
+    /// Records why a service is in its state, who drained it and its timers.
+    pub fn set_details(&self, service: &str, details: ServiceDetails) {
+        self.write(|report| {
+            if let Some(entry) = report.services.iter_mut().find(|s| s.name == service) {
+                entry.reason = details.reason;
+                entry.drained_by = details.drained_by;
+                entry.deadlines = (details.draining_until, details.held_until);
+            }
+        });
+    }
+
+    pub fn set_desired(&self, routes: Arc<RouteSet>) {
         self.write(|report| report.routes.desired = routes);
     }
 
@@ -349,6 +417,29 @@ fn parse_response(response: &[u8]) -> Result<StatusReport, String> {
     serde_json::from_str(body).map_err(|e| format!("not a status document: {e}"))
 }
 
+/// A service's state with who drained it and the time left, as
+/// `draining (cli, 25s left)`.
+fn state_text(service: &ServiceStatus) -> String {
+    let mut notes = service.drained_by.clone();
+    if let Some(ms) = service.draining_left_ms {
+        notes.push(format!(
+            "{} left",
+            format_duration(Duration::from_secs(ms.div_ceil(1000)))
+        ));
+    }
+    if let Some(ms) = service.announce_in_ms {
+        notes.push(format!(
+            "announced in {}",
+            format_duration(Duration::from_secs(ms.div_ceil(1000)))
+        ));
+    }
+    if notes.is_empty() {
+        service.state.as_str().to_string()
+    } else {
+        format!("{} ({})", service.state.as_str(), notes.join(", "))
+    }
+}
+
 /// The status as text: a table of services and checks, then one of routes.
 pub fn render(report: &StatusReport) -> String {
     let mut rows = vec![
@@ -358,12 +449,12 @@ pub fn render(report: &StatusReport) -> String {
     ];
     for service in &report.services {
         if service.checks.is_empty() {
-            rows.push(vec![service.name.clone(), service.state.as_str().into()]);
+            rows.push(vec![service.name.clone(), state_text(service)]);
         }
         for check in &service.checks {
             rows.push(vec![
                 service.name.clone(),
-                service.state.as_str().into(),
+                state_text(service),
                 check.name.clone(),
                 check.verdict.as_str().into(),
                 check
@@ -377,7 +468,8 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = table(&rows);
     out.push('\n');
 
-    let mut routes: BTreeSet<IpNet> = &report.routes.configured | &report.routes.desired;
+    let mut routes: BTreeSet<IpNet> = report.routes.configured.clone();
+    routes.extend(report.routes.desired.keys().copied());
     for announced in report.routes.announced.values() {
         routes.extend(announced);
     }
@@ -392,10 +484,9 @@ pub fn render(report: &StatusReport) -> String {
             .collect();
         rows.push(vec![
             route.to_string(),
-            if report.routes.desired.contains(route) {
-                "yes"
-            } else {
-                "no"
+            match report.routes.desired.get(route) {
+                Some(how) => how.class.as_str(),
+                None => "no",
             }
             .into(),
             if by.is_empty() {
@@ -485,7 +576,9 @@ mod tests {
         assert!(!report.all_up());
 
         board.record_round("a", outcome(false, "gone"), State::Down);
-        board.set_desired(Arc::new(routes(&["192.0.2.1/32"])));
+        board.set_desired(Arc::new(crate::route::plain_routes(routes(&[
+            "192.0.2.1/32",
+        ]))));
         board.set_announced(&[("exabgp".to_string(), routes(&["192.0.2.1/32"]))].into());
         let report = board.report();
         let a = &report.services[0];

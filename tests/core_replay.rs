@@ -5,8 +5,9 @@
 //! change, and review the diff.
 //!
 //! Input lines: `{"at_ms": N, ...}` with one of `configure` (a config as
-//! JSON), `round` (`service`, `epoch`, `passed`, `reason`), `task_ended`
-//! (`service`, `epoch`, `panic`), or nothing (time only passes). Before
+//! JSON), `round` (`service`, `epoch`, `passed` or `level`, `reason`),
+//! `task_ended` (`service`, `epoch`, `panic`), `drain` (`service` or none
+//! for the node, `source`, `on`), or nothing (time only passes). Before
 //! each input, every stale deadline that falls due is fed as a tick, as the
 //! engine loop does.
 
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anycastd::config::{BackendKind, Format, load_str};
-use anycastd::engine::{Core, Input, Output};
+use anycastd::engine::health::Level;
+use anycastd::engine::{Core, DrainSource, Input, Output};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -28,6 +30,17 @@ struct Line {
     round: Option<Round>,
     #[serde(default)]
     task_ended: Option<TaskEnded>,
+    #[serde(default)]
+    drain: Option<Drain>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drain {
+    #[serde(default)]
+    service: Option<String>,
+    source: DrainSource,
+    on: bool,
 }
 
 #[derive(Deserialize)]
@@ -35,7 +48,10 @@ struct Line {
 struct Round {
     service: String,
     epoch: u64,
-    passed: bool,
+    #[serde(default)]
+    passed: Option<bool>,
+    #[serde(default)]
+    level: Option<Level>,
     #[serde(default)]
     reason: String,
 }
@@ -61,11 +77,23 @@ fn input_of(line: Line, source: &Path) -> Option<Input> {
         return Some(Input::Configure(Arc::new(config)));
     }
     if let Some(r) = line.round {
+        let level = match (r.level, r.passed) {
+            (Some(level), _) => level,
+            (None, Some(true)) => Level::Passing,
+            (None, _) => Level::Failing,
+        };
         return Some(Input::Round {
             service: r.service,
             epoch: r.epoch,
-            passed: r.passed,
+            level,
             reason: r.reason,
+        });
+    }
+    if let Some(d) = line.drain {
+        return Some(Input::Drain {
+            service: d.service,
+            source: d.source,
+            on: d.on,
         });
     }
     line.task_ended.map(|t| Input::TaskEnded {

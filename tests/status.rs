@@ -103,7 +103,7 @@ fn status_reports_services_checks_and_routes() {
     );
     assert_eq!(
         report["routes"]["desired"],
-        serde_json::json!(["198.51.100.1/32"])
+        serde_json::json!({"198.51.100.1/32": "up"})
     );
     assert_eq!(
         report["routes"]["announced"]["exabgp"],

@@ -665,6 +665,7 @@ mod tests {
         let prepared = PreparedCheck {
             name: "tftp".into(),
             group: String::new(),
+            degrades: false,
             policy: AttemptPolicy {
                 tries: 1,
                 interval: Duration::from_millis(100),

@@ -8,6 +8,7 @@
 
 pub mod duration;
 pub mod model;
+pub mod operate;
 mod resolve;
 
 use std::fmt;
@@ -19,6 +20,7 @@ pub use duration::{
     ConfigDuration, LongDuration, MAX_SECS as MAX_DURATION_SECS, format_duration, parse_duration,
 };
 pub use model::{BackendKind, BirdFormat, BirdRouteKind, CheckKind};
+pub use operate::{ControlConfig, DrainConfig, MaxWithdraw, Profiles};
 pub(crate) use resolve::split_host_port;
 pub use resolve::{
     BirdConfig, CheckConfig, CheckSpec, Config, ExabgpConfig, NativeConfig, NextHop, PeerConfig,

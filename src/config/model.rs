@@ -19,6 +19,60 @@ pub struct RawConfig {
     pub services: Vec<RawService>,
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub control: Option<RawControl>,
+}
+
+/// `control`: the local control socket and the drain state file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// Unix socket path; `$RUNTIME_DIRECTORY/control.sock` under systemd.
+    #[serde(default)]
+    pub socket: Option<String>,
+    /// Permission bits of the socket, octal as a string ("0660").
+    #[serde(default)]
+    pub socket_mode: Option<String>,
+    /// Where drains set by `anycastd drain` are kept across restarts;
+    /// `$STATE_DIRECTORY/drains.json` under systemd.
+    #[serde(default)]
+    pub state_file: Option<String>,
+}
+
+/// Attributes of one state (`up`, `degraded` or `draining`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    #[serde(default)]
+    pub med: Option<u32>,
+    #[serde(default)]
+    pub local_pref: Option<u32>,
+    #[serde(default)]
+    pub communities: Option<Vec<String>>,
+    #[serde(default)]
+    pub large_communities: Option<Vec<String>>,
+    #[serde(default)]
+    pub as_path_prepend: Option<u8>,
+}
+
+/// `attributes`: one profile per state.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfiles {
+    #[serde(default)]
+    pub up: Option<RawProfile>,
+    #[serde(default)]
+    pub degraded: Option<RawProfile>,
+    #[serde(default)]
+    pub draining: Option<RawProfile>,
+}
+
+/// `max_withdraw`: a count (`10`) or a share of this node's routes (`"25%"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawMaxWithdraw {
+    Count(u64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -64,6 +118,23 @@ pub struct RawAnnouncer {
     pub bird: Option<RawBird>,
     #[serde(default)]
     pub native: Option<RawNative>,
+    /// Attribute profiles per state, for every service unless it overrides.
+    #[serde(default)]
+    pub attributes: Option<RawProfiles>,
+    /// How long a drained service is announced with GRACEFUL_SHUTDOWN
+    /// before its routes are withdrawn; default 30s.
+    #[serde(default)]
+    pub drain_time: Option<ConfigDuration>,
+    /// Drain every service at SIGTERM (and wait `drain_time`) before
+    /// withdrawing and closing sessions.
+    #[serde(default)]
+    pub graceful_shutdown: Option<bool>,
+    /// While this file exists, the whole node is drained.
+    #[serde(default)]
+    pub maintenance_file: Option<String>,
+    /// Refuse a reload that would withdraw more than this many routes.
+    #[serde(default)]
+    pub max_withdraw: Option<RawMaxWithdraw>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +275,21 @@ pub struct RawService {
     pub rise: Option<u32>,
     #[serde(default)]
     pub fall: Option<u32>,
+    /// Overrides `announcer.attributes`, key by key.
+    #[serde(default)]
+    pub attributes: Option<RawProfiles>,
+    #[serde(default)]
+    pub drain_time: Option<ConfigDuration>,
+    /// While this file exists, this service is drained.
+    #[serde(default)]
+    pub maintenance_file: Option<String>,
+    /// Round interval while rise or fall is in progress.
+    #[serde(default)]
+    pub fast_interval: Option<ConfigDuration>,
+    /// How long a service must stay Up after being Down before its routes
+    /// are announced again.
+    #[serde(default)]
+    pub announce_delay: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +302,9 @@ pub struct RawCheck {
     pub group: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// A failure of this check makes the service Degraded, not Down.
+    #[serde(default)]
+    pub degrades: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

@@ -10,6 +10,10 @@ use ipnet::IpNet;
 
 use super::duration::ConfigDuration;
 use super::model::*;
+use super::operate::{
+    ControlConfig, DEFAULT_DRAIN_TIME, DrainConfig, Profiles, resolve_control,
+    resolve_max_withdraw, resolve_profiles,
+};
 use super::{Problem, decode, join_path, unknown_message};
 pub use crate::route::NextHop;
 
@@ -32,6 +36,13 @@ pub struct Config {
     /// Settings of the bird backend; `Some` whenever `announcer.bird` is set.
     pub bird: Option<BirdConfig>,
     pub native: NativeConfig,
+    /// The announcer's attribute profiles (`announcer.attributes`), which
+    /// `announcer.routes` carry.
+    pub attributes: Profiles,
+    /// `announcer.drain_time`: the default of every service.
+    pub drain_time: Duration,
+    pub drain: DrainConfig,
+    pub control: ControlConfig,
     /// Things that load but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -80,6 +91,16 @@ pub struct ServiceConfig {
     pub rise: u32,
     /// Consecutive failing rounds before Up turns Down.
     pub fall: u32,
+    /// Attributes per state: the announcer's, overridden by the service's.
+    pub attributes: Profiles,
+    /// How long a drain announces GRACEFUL_SHUTDOWN before withdrawing.
+    pub drain_time: Duration,
+    /// While this file exists, the service is drained.
+    pub maintenance_file: Option<PathBuf>,
+    /// Round interval while rise or fall is in progress.
+    pub fast_interval: Option<Duration>,
+    /// Time Up after being Down before the routes come back.
+    pub announce_delay: Duration,
 }
 
 /// How a service's check results combine into one verdict.
@@ -111,6 +132,8 @@ pub struct CheckConfig {
     /// Metric label: the check's `name`, else its kind (suffixed when repeated).
     pub name: String,
     pub group: String,
+    /// A failure makes the service Degraded rather than Down.
+    pub degrades: bool,
     pub spec: CheckSpec,
 }
 
@@ -192,15 +215,27 @@ pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 
 /// Collects problems so the operator sees all of them at once.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
         });
     }
+}
+
+/// What every service inherits from the announcer.
+struct ServiceDefaults<'a> {
+    attributes: Option<&'a RawProfiles>,
+    drain_time: Duration,
+    local_asn: Option<u32>,
 }
 
 pub(super) fn resolve(
@@ -212,6 +247,22 @@ pub(super) fn resolve(
     let mut warnings = Vec::new();
     let announcer = raw.announcer;
     let backend = backend_override.or(announcer.backend).unwrap_or_default();
+    let drain_time = announcer
+        .drain_time
+        .map(ConfigDuration::get)
+        .unwrap_or(DEFAULT_DRAIN_TIME);
+    let defaults = ServiceDefaults {
+        attributes: announcer.attributes.as_ref(),
+        drain_time,
+        local_asn: announcer.local_asn,
+    };
+    let attributes = resolve_profiles(
+        None,
+        "announcer",
+        announcer.attributes.as_ref(),
+        announcer.local_asn,
+        &mut problems,
+    );
 
     let routes = normalize_routes(&announcer.routes, "announcer.routes", &mut warnings);
 
@@ -231,7 +282,9 @@ pub(super) fn resolve(
                 ),
             );
         }
-        if let Some(resolved) = resolve_service(service, &path, &mut problems, &mut warnings) {
+        if let Some(resolved) =
+            resolve_service(service, &path, &defaults, &mut problems, &mut warnings)
+        {
             services.push(resolved);
         }
     }
@@ -408,6 +461,24 @@ pub(super) fn resolve(
         },
     };
 
+    let drain = DrainConfig {
+        graceful_shutdown: announcer.graceful_shutdown.unwrap_or(false),
+        maintenance_file: non_empty_path(announcer.maintenance_file),
+        max_withdraw: resolve_max_withdraw(announcer.max_withdraw, &mut problems),
+    };
+    let control = resolve_control(raw.control, &mut problems, &|var| std::env::var(var).ok());
+    if backend == BackendKind::Bird
+        && bird
+            .as_ref()
+            .is_some_and(|b| b.format == BirdFormat::PrefixSet)
+        && (announcer.attributes.is_some() || services.iter().any(|s| s.attributes != attributes))
+    {
+        warnings.push(
+            "attributes are not carried by the bird prefix_set format: it lists each state's prefixes in its own set for your BIRD filter to act on (see anycastd.yaml(5))"
+                .into(),
+        );
+    }
+
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -424,8 +495,17 @@ pub(super) fn resolve(
         exabgp,
         bird,
         native,
+        attributes,
+        drain_time,
+        drain,
+        control,
         warnings,
     })
+}
+
+/// A path key where an empty string means "none".
+fn non_empty_path(raw: Option<String>) -> Option<PathBuf> {
+    raw.filter(|p| !p.is_empty()).map(PathBuf::from)
 }
 
 /// Masks host bits (`10.0.0.1/24` → `10.0.0.0/24`) with a warning, and drops repeats.
@@ -449,6 +529,7 @@ fn normalize_routes(routes: &[IpNet], path: &str, warnings: &mut Vec<String>) ->
 fn resolve_service(
     service: RawService,
     path: &str,
+    defaults: &ServiceDefaults<'_>,
     problems: &mut Problems,
     warnings: &mut Vec<String>,
 ) -> Option<ServiceConfig> {
@@ -510,6 +591,7 @@ fn resolve_service(
                 checks.push(CheckConfig {
                     name,
                     group: check.group.unwrap_or_default(),
+                    degrades: check.degrades,
                     spec,
                 });
             }
@@ -517,6 +599,17 @@ fn resolve_service(
         }
     }
     let routes = normalize_routes(&service.routes, &format!("{path}.routes"), warnings);
+    let attributes = resolve_profiles(
+        service.attributes.as_ref(),
+        path,
+        defaults.attributes,
+        defaults.local_asn,
+        problems,
+    );
+    let fast_interval = service.fast_interval.map(ConfigDuration::get);
+    if fast_interval.is_some_and(|d| d.is_zero()) {
+        problems.add(format!("{path}.fast_interval"), "must be longer than zero");
+    }
     if problems.0.len() != before {
         return None;
     }
@@ -528,6 +621,17 @@ fn resolve_service(
         routes,
         rise: service.rise.unwrap_or(1),
         fall: service.fall.unwrap_or(1),
+        attributes,
+        drain_time: service
+            .drain_time
+            .map(ConfigDuration::get)
+            .unwrap_or(defaults.drain_time),
+        maintenance_file: non_empty_path(service.maintenance_file),
+        fast_interval,
+        announce_delay: service
+            .announce_delay
+            .map(ConfigDuration::get)
+            .unwrap_or_default(),
     })
 }
 

@@ -30,16 +30,19 @@ pub mod routes;
 pub mod runner;
 pub mod schedule;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-pub use self::core::{Core, Input, Output};
+pub use self::core::{Core, DrainSource, Input, Output, ServiceView};
 pub use crate::route::DesiredRoutes;
 pub use health::ServiceState;
 pub use routes::{RouteBook, Transition};
@@ -49,13 +52,120 @@ pub use runner::{
 
 use crate::config::Config;
 use crate::metrics;
-use crate::route::AnnouncedRoutes;
+use crate::route::{AnnouncedRoutes, RouteSet};
 use crate::status::{self, CheckStatus, StatusBoard, Verdict};
+
+/// The answer to a command: what was done, or why not.
+pub type Reply = oneshot::Sender<Result<String, String>>;
 
 /// A request to the running engine.
 pub enum EngineCommand {
-    /// Apply a new, already loaded and prepared config.
-    Reload(Config, Vec<PreparedService>),
+    /// Apply a new, already loaded and prepared config: at once with
+    /// `force`, else only if it withdraws no more than `max_withdraw`;
+    /// with `dry_run`, only say what it would change.
+    Reload {
+        config: Box<Config>,
+        prepared: Vec<PreparedService>,
+        force: bool,
+        dry_run: bool,
+        reply: Option<Reply>,
+    },
+    /// Drain (`on`) or undrain the named services, or the node when none
+    /// are named.
+    Drain {
+        services: Vec<String>,
+        source: DrainSource,
+        on: bool,
+        reply: Option<Reply>,
+    },
+    /// Run a round of the named services (every service when none) now.
+    CheckNow { services: Vec<String>, reply: Reply },
+    /// A graceful shutdown: drain every service; `drained` fires once
+    /// nothing is Draining any more.
+    Shutdown { drained: oneshot::Sender<()> },
+}
+
+/// What a reload changes in the desired routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteDiff {
+    pub announce: Vec<(IpNet, String)>,
+    pub withdraw: Vec<IpNet>,
+    /// Announced before and after, differently (state or attributes).
+    pub reannounce: Vec<(IpNet, String, String)>,
+}
+
+impl RouteDiff {
+    pub fn between(before: &RouteSet, after: &RouteSet) -> RouteDiff {
+        let mut diff = RouteDiff::default();
+        for (route, how) in after {
+            match before.get(route) {
+                None => diff.announce.push((*route, how.to_string())),
+                Some(old) if old != how => {
+                    diff.reannounce
+                        .push((*route, old.to_string(), how.to_string()))
+                }
+                Some(_) => {}
+            }
+        }
+        diff.withdraw = before
+            .keys()
+            .filter(|r| !after.contains_key(r))
+            .copied()
+            .collect();
+        diff
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.announce.is_empty() && self.withdraw.is_empty() && self.reannounce.is_empty()
+    }
+
+    /// One line per route: `+ P (how)`, `- P`, `~ P (old -> new)`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (route, how) in &self.announce {
+            out.push_str(&format!("announce   {route} ({how})\n"));
+        }
+        for route in &self.withdraw {
+            out.push_str(&format!("withdraw   {route}\n"));
+        }
+        for (route, old, new) in &self.reannounce {
+            out.push_str(&format!("reannounce {route} ({old} -> {new})\n"));
+        }
+        if out.is_empty() {
+            out.push_str("no route changes\n");
+        }
+        out
+    }
+}
+
+/// Drains set through the control socket, as the state file keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedDrains {
+    #[serde(default)]
+    pub node: bool,
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+impl SavedDrains {
+    /// Reads the state file; a missing file is no drains.
+    pub fn load(path: &std::path::Path) -> Result<SavedDrains, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a drain state file: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedDrains::default()),
+            Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+
+    /// Writes the state file whole (temporary file, then rename).
+    pub fn save(&self, path: &std::path::Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    }
 }
 
 /// What the core loop reports besides the desired routes; every part is
@@ -91,6 +201,16 @@ struct RoundReport {
 struct Running {
     epoch: u64,
     task: AbortHandle,
+    control: watch::Sender<TaskControl>,
+}
+
+/// What the engine loop tells a running service task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TaskControl {
+    /// Rounds every `fast_interval` instead of `check_interval`.
+    fast: bool,
+    /// Bumped to ask for a round now.
+    run_now: u64,
 }
 
 /// The engine loop's I/O side: the tasks it runs and where outputs go.
@@ -105,6 +225,10 @@ struct Carrier {
     reports: mpsc::Sender<RoundReport>,
     desired: watch::Sender<DesiredRoutes>,
     hooks: EngineHooks,
+    /// Where drains set over the control socket are kept.
+    state_file: Option<PathBuf>,
+    /// Fired by `ShutdownDrained`.
+    shutdown_drained: Option<oneshot::Sender<()>>,
 }
 
 impl Carrier {
@@ -114,7 +238,7 @@ impl Carrier {
 
     /// Carries out the core's outputs; `decided_at` is when the inputs
     /// behind them happened (for the route change latency).
-    fn carry_out(&mut self, outputs: Vec<Output>, decided_at: Instant) {
+    fn carry_out(&mut self, core: &Core, outputs: Vec<Output>, decided_at: Instant) {
         for output in outputs {
             match output {
                 Output::Spawn { service, epoch } => self.spawn(&service, epoch),
@@ -134,6 +258,25 @@ impl Carrier {
                     if let Some(status) = &self.hooks.status {
                         status.set_state(&service, to.into());
                     }
+                    self.show(core, &service);
+                }
+                Output::Pace { service, fast } => {
+                    if let Some(running) = self.running.get(&service) {
+                        running.control.send_modify(|c| c.fast = fast);
+                    }
+                }
+                Output::CliDrains { node, services } => {
+                    if let Some(path) = &self.state_file {
+                        match (SavedDrains { node, services }).save(path) {
+                            Ok(()) => tracing::debug!(file = %path.display(), "drains saved"),
+                            Err(e) => tracing::error!("drains are not kept across restarts: {e}"),
+                        }
+                    }
+                }
+                Output::ShutdownDrained => {
+                    if let Some(drained) = self.shutdown_drained.take() {
+                        let _ = drained.send(());
+                    }
                 }
                 Output::Publish { routes } => {
                     metrics::routes_desired(routes.len());
@@ -145,7 +288,11 @@ impl Carrier {
                         desired.changed_at = Some(decided_at);
                     });
                 }
-                Output::Configured { .. } => {}
+                Output::Configured { .. } => {
+                    for service in self.prepared.keys() {
+                        self.show(core, service);
+                    }
+                }
                 Output::Ready => {
                     self.desired.send_modify(|desired| desired.decided = true);
                     if let Some(ready) = self.hooks.ready.take() {
@@ -164,9 +311,14 @@ impl Carrier {
             return;
         };
         let count = self.prepared.len();
-        let handle = self
-            .tasks
-            .spawn(service_task(prepared, count, epoch, self.reports.clone()));
+        let (control, control_rx) = watch::channel(TaskControl::default());
+        let handle = self.tasks.spawn(service_task(
+            prepared,
+            count,
+            epoch,
+            self.reports.clone(),
+            control_rx,
+        ));
         self.task_ids
             .insert(handle.id(), (service.to_string(), epoch));
         self.running.insert(
@@ -174,8 +326,39 @@ impl Carrier {
             Running {
                 epoch,
                 task: handle,
+                control,
             },
         );
+    }
+
+    /// Copies the core's view of `service` to the status board and metrics.
+    fn show(&self, core: &Core, service: &str) {
+        let Some(view) = core.view(service, self.now()) else {
+            return;
+        };
+        let at = |left: Option<Duration>| left.map(|d| Instant::now() + d);
+        metrics::service_up(service, view.health.serving());
+        metrics::service_state(service, view.state.as_str());
+        metrics::service_drain(
+            service,
+            !view.drained_by.is_empty(),
+            view.draining_left.map(|d| std::time::SystemTime::now() + d),
+        );
+        if let Some(status) = &self.hooks.status {
+            status.set_details(
+                service,
+                status::ServiceDetails {
+                    reason: view.reason,
+                    drained_by: view
+                        .drained_by
+                        .iter()
+                        .map(|s| s.as_str().to_string())
+                        .collect(),
+                    draining_until: at(view.draining_left),
+                    held_until: at(view.held_left),
+                },
+            );
+        }
     }
 
     /// Whether a report comes from the service's current task.
@@ -185,6 +368,9 @@ impl Carrier {
             .is_some_and(|r| r.epoch == report.epoch)
     }
 }
+
+/// How often maintenance files are looked for.
+pub const MAINTENANCE_POLL: Duration = Duration::from_millis(250);
 
 /// Runs the engine until `shutdown` is cancelled. The desired route set is
 /// published on `desired`; `hooks` are told as described on [`EngineHooks`].
@@ -222,16 +408,69 @@ pub async fn run(
         reports: report_tx,
         desired,
         hooks,
+        state_file: config.control.state_file.clone(),
+        shutdown_drained: None,
     };
+    let mut maintenance = MaintenanceFiles::new(&config);
     let mut core = Core::new();
-    let outputs = core.handle(carrier.now(), Input::Configure(Arc::new(config)));
-    carrier.carry_out(outputs, Instant::now());
+    let config = Arc::new(config);
+    let outputs = core.handle(carrier.now(), Input::Configure(config.clone()));
+    carrier.carry_out(&core, outputs, Instant::now());
+    // Drains kept from the last run, before any route goes out.
+    if let Some(path) = &carrier.state_file {
+        match SavedDrains::load(path) {
+            Ok(saved) => {
+                let mut inputs = Vec::new();
+                if saved.node {
+                    inputs.push((None, true));
+                }
+                for service in saved.services {
+                    if core.knows(&service) {
+                        inputs.push((Some(service), true));
+                    } else {
+                        tracing::warn!(service = %service, file = %path.display(), "a drained service is no longer configured; dropping its drain");
+                    }
+                }
+                for (service, on) in inputs {
+                    let outputs = core.handle(
+                        carrier.now(),
+                        Input::Drain {
+                            service,
+                            source: DrainSource::Cli,
+                            on,
+                        },
+                    );
+                    carrier.carry_out(&core, outputs, Instant::now());
+                }
+            }
+            Err(e) => tracing::error!("drains of the last run are lost: {e}"),
+        }
+    }
+    for (service, on) in maintenance.poll() {
+        let outputs = core.handle(
+            carrier.now(),
+            Input::Drain {
+                service,
+                source: DrainSource::File,
+                on,
+            },
+        );
+        carrier.carry_out(&core, outputs, Instant::now());
+    }
+    let mut poll = tokio::time::interval(MAINTENANCE_POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     loop {
         let deadline = core.next_deadline().map(|d| carrier.started + d);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = beat(&mut heartbeat) => {}
+            _ = poll.tick(), if maintenance.any() => {
+                for (service, on) in maintenance.poll() {
+                    let outputs = core.handle(carrier.now(), Input::Drain { service, source: DrainSource::File, on });
+                    carrier.carry_out(&core, outputs, Instant::now());
+                }
+            }
             changed = reported(&mut announced) => {
                 match changed {
                     Some(routes) => {
@@ -250,13 +489,14 @@ pub async fn run(
                 let decided_at = report.outcome.finished_at;
                 let mut outputs = Vec::new();
                 let mut next = Some(report);
+                let mut seen = Vec::new();
                 while let Some(report) = next {
                     if carrier.current(&report) {
                         record_round(&report);
                         outputs.extend(core.handle(carrier.now(), Input::Round {
                             service: report.service.clone(),
                             epoch: report.epoch,
-                            passed: report.outcome.passed,
+                            level: report.outcome.level,
                             reason: report.outcome.failure_summary(),
                         }));
                         if let (Some(status), Some(state)) =
@@ -268,11 +508,15 @@ pub async fn run(
                                 state.into(),
                             );
                         }
+                        seen.push(report.service);
                     }
                     next = reports.try_recv().ok();
                 }
                 keep_last_publish(&mut outputs);
-                carrier.carry_out(outputs, decided_at);
+                carrier.carry_out(&core, outputs, decided_at);
+                for service in &seen {
+                    carrier.show(&core, service);
+                }
             }
             Some(joined) = carrier.tasks.join_next_with_id() => {
                 let (id, panic) = match joined {
@@ -289,52 +533,231 @@ pub async fn run(
                 };
                 if let Some((service, epoch)) = carrier.task_ids.remove(&id) {
                     let outputs = core.handle(carrier.now(), Input::TaskEnded { service, epoch, panic });
-                    carrier.carry_out(outputs, Instant::now());
+                    carrier.carry_out(&core, outputs, Instant::now());
                 }
             }
             _ = sleep_until(deadline) => {
                 let outputs = core.handle(carrier.now(), Input::Tick);
-                carrier.carry_out(outputs, Instant::now());
+                carrier.carry_out(&core, outputs, Instant::now());
             }
             Some(command) = commands.recv() => match command {
-                EngineCommand::Reload(new_config, prepared) => {
-                    if let Some(status) = &carrier.hooks.status {
-                        status.apply_config(&new_config);
-                    }
-                    let source = new_config.source.clone();
-                    let names: HashSet<String> =
-                        prepared.iter().map(|p| p.config.name.clone()).collect();
-                    carrier.prepared.retain(|name, _| names.contains(name));
-                    for service in prepared {
-                        // A kept service keeps its running task (and its checks).
-                        carrier
-                            .prepared
-                            .entry(service.config.name.clone())
-                            .and_modify(|p| {
-                                if p.config != service.config {
-                                    *p = service.clone();
-                                }
-                            })
-                            .or_insert(service);
-                    }
-                    let outputs = core.handle(carrier.now(), Input::Configure(Arc::new(new_config)));
-                    for output in &outputs {
-                        if let Output::Configured { services, unchanged, removed } = output {
-                            tracing::info!(
-                                file = %source.display(),
-                                services,
-                                unchanged,
-                                removed,
-                                "configuration reloaded"
-                            );
+                EngineCommand::Reload { config: new_config, prepared, force, dry_run, reply } => {
+                    let new_config = Arc::new(*new_config);
+                    let after = core.preview(carrier.now(), new_config.clone());
+                    let diff = RouteDiff::between(core.desired(), &after);
+                    let limit = new_config
+                        .drain
+                        .max_withdraw
+                        .map(|m| (m, m.limit(core.desired().len())));
+                    let answer = if dry_run {
+                        Ok(diff.render())
+                    } else if let Some((max, limit)) = limit.filter(|(_, l)| diff.withdraw.len() > *l && !force) {
+                        let list: Vec<String> = diff.withdraw.iter().map(|r| r.to_string()).collect();
+                        Err(format!(
+                            "reload refused: it would withdraw {} route(s), more than max_withdraw {max} ({limit} of {} now); reload with --force to apply it anyway: {}",
+                            diff.withdraw.len(),
+                            core.desired().len(),
+                            list.join(" ")
+                        ))
+                    } else {
+                        apply_reload(&mut carrier, &mut core, &mut maintenance, new_config, prepared);
+                        Ok(format!("configuration reloaded\n{}", diff.render()))
+                    };
+                    match (&answer, reply) {
+                        (_, Some(reply)) => { let _ = reply.send(answer); }
+                        (Err(why), None) => {
+                            metrics::config_reload(false);
+                            tracing::error!("{why}");
                         }
+                        (Ok(_), None) => {}
                     }
-                    carrier.carry_out(outputs, Instant::now());
+                }
+                EngineCommand::Drain { services, source, on, reply } => {
+                    let unknown: Vec<&String> = services.iter().filter(|s| !core.knows(s)).collect();
+                    let answer = if !unknown.is_empty() {
+                        let names: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+                        Err(format!("no such service: {}", names.join(", ")))
+                    } else {
+                        let targets: Vec<Option<String>> = if services.is_empty() {
+                            vec![None]
+                        } else {
+                            services.iter().cloned().map(Some).collect()
+                        };
+                        for service in targets {
+                            let outputs = core.handle(carrier.now(), Input::Drain { service, source, on });
+                            carrier.carry_out(&core, outputs, Instant::now());
+                        }
+                        Ok(drain_summary(&core, &carrier, &services, on))
+                    };
+                    if let Some(reply) = reply {
+                        let _ = reply.send(answer);
+                    }
+                }
+                EngineCommand::CheckNow { services, reply } => {
+                    let unknown: Vec<&str> = services.iter().filter(|s| !core.knows(s)).map(|s| s.as_str()).collect();
+                    let answer = if !unknown.is_empty() {
+                        Err(format!("no such service: {}", unknown.join(", ")))
+                    } else {
+                        let mut started = 0;
+                        for (name, running) in &carrier.running {
+                            if services.is_empty() || services.contains(name) {
+                                running.control.send_modify(|c| c.run_now += 1);
+                                started += 1;
+                            }
+                        }
+                        Ok(format!("a round started for {started} service(s)"))
+                    };
+                    let _ = reply.send(answer);
+                }
+                EngineCommand::Shutdown { drained } => {
+                    carrier.shutdown_drained = Some(drained);
+                    let outputs = core.handle(carrier.now(), Input::Drain { service: None, source: DrainSource::Shutdown, on: true });
+                    carrier.carry_out(&core, outputs, Instant::now());
                 }
             },
         }
     }
     carrier.tasks.shutdown().await;
+}
+
+/// Applies a reload the caller decided to apply.
+fn apply_reload(
+    carrier: &mut Carrier,
+    core: &mut Core,
+    maintenance: &mut MaintenanceFiles,
+    new_config: Arc<Config>,
+    prepared: Vec<PreparedService>,
+) {
+    if let Some(status) = &carrier.hooks.status {
+        status.apply_config(&new_config);
+    }
+    carrier.state_file = new_config.control.state_file.clone();
+    let names: HashSet<String> = prepared.iter().map(|p| p.config.name.clone()).collect();
+    carrier.prepared.retain(|name, _| names.contains(name));
+    for service in prepared {
+        // A kept service keeps its running task (and its checks).
+        carrier
+            .prepared
+            .entry(service.config.name.clone())
+            .and_modify(|p| {
+                if p.config != service.config {
+                    *p = service.clone();
+                }
+            })
+            .or_insert(service);
+    }
+    let source = new_config.source.clone();
+    *maintenance = MaintenanceFiles::new(&new_config);
+    let outputs = core.handle(carrier.now(), Input::Configure(new_config));
+    for output in &outputs {
+        if let Output::Configured {
+            services,
+            unchanged,
+            removed,
+        } = output
+        {
+            tracing::info!(
+                file = %source.display(),
+                services,
+                unchanged,
+                removed,
+                "configuration reloaded"
+            );
+        }
+    }
+    carrier.carry_out(core, outputs, Instant::now());
+    // Files of the new config count at once (a fresh set of files starts
+    // as "none exist", so existing ones come back as drains).
+    for (service, on) in maintenance.poll() {
+        let outputs = core.handle(
+            carrier.now(),
+            Input::Drain {
+                service,
+                source: DrainSource::File,
+                on,
+            },
+        );
+        carrier.carry_out(core, outputs, Instant::now());
+    }
+}
+
+/// What a drain or undrain did, one line per service.
+fn drain_summary(core: &Core, carrier: &Carrier, services: &[String], on: bool) -> String {
+    let names: Vec<String> = if services.is_empty() {
+        let mut all: Vec<String> = carrier.prepared.keys().cloned().collect();
+        all.sort();
+        all
+    } else {
+        services.to_vec()
+    };
+    let mut out = String::from(match (on, services.is_empty()) {
+        (true, true) => "node drained\n",
+        (false, true) => "node undrained\n",
+        (true, false) => "drained\n",
+        (false, false) => "undrained\n",
+    });
+    for name in names {
+        if let Some(view) = core.view(&name, carrier.now()) {
+            let mut line = format!("{name}: {}", view.state.as_str());
+            if !view.reason.is_empty() {
+                line.push_str(&format!(" ({})", view.reason));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The maintenance files of a config, and which of them existed when last
+/// looked at.
+struct MaintenanceFiles {
+    /// `None` for the node's file, else the service's name.
+    files: Vec<(Option<String>, PathBuf)>,
+    present: BTreeSet<usize>,
+}
+
+impl MaintenanceFiles {
+    fn new(config: &Config) -> MaintenanceFiles {
+        let mut files = Vec::new();
+        if let Some(path) = &config.drain.maintenance_file {
+            files.push((None, path.clone()));
+        }
+        for service in &config.services {
+            if let Some(path) = &service.maintenance_file {
+                files.push((Some(service.name.clone()), path.clone()));
+            }
+        }
+        MaintenanceFiles {
+            files,
+            present: BTreeSet::new(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// Looks at every file; returns the drains that changed.
+    fn poll(&mut self) -> Vec<(Option<String>, bool)> {
+        let mut changes = Vec::new();
+        for (at, (service, path)) in self.files.iter().enumerate() {
+            // A stat per file: microseconds, and it sees a file made by any
+            // means (touch, a config manager, a mount).
+            let exists = path.exists();
+            if exists != self.present.contains(&at) {
+                if exists {
+                    self.present.insert(at);
+                    tracing::warn!(file = %path.display(), service = service.as_deref().unwrap_or("(every service)"), "maintenance file present: draining");
+                } else {
+                    self.present.remove(&at);
+                    tracing::warn!(file = %path.display(), service = service.as_deref().unwrap_or("(every service)"), "maintenance file gone: undraining");
+                }
+                changes.push((service.clone(), exists));
+            }
+        }
+        changes
+    }
 }
 
 /// Only the last route set of a batch matters to the backend.
@@ -350,22 +773,50 @@ fn keep_last_publish(outputs: &mut Vec<Output>) {
     });
 }
 
-/// One service's rounds, every `check_interval` start to start, reported
-/// to the engine loop until it is aborted.
+/// One service's rounds, every `check_interval` start to start (every
+/// `fast_interval` while the engine asks for it, and at once when asked),
+/// reported to the engine loop until it is aborted.
 async fn service_task(
     service: PreparedService,
     services: usize,
     epoch: u64,
     reports: mpsc::Sender<RoundReport>,
+    mut control: watch::Receiver<TaskControl>,
 ) {
-    let interval = service.config.check_interval;
+    let normal = service.config.check_interval;
+    let fast = service.config.fast_interval.unwrap_or(normal);
     let start =
-        tokio::time::Instant::now() + schedule::offset(&service.config.name, interval, services);
-    let mut ticker = tokio::time::interval_at(start, interval);
+        tokio::time::Instant::now() + schedule::offset(&service.config.name, normal, services);
+    let mut ticker = tokio::time::interval_at(start, normal);
     // A round longer than the interval delays the next; rounds never overlap.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seen = *control.borrow_and_update();
+    let mut control_open = true;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = control.changed(), if control_open => {
+                if changed.is_err() {
+                    control_open = false;
+                    continue;
+                }
+                let now = *control.borrow_and_update();
+                let run_now = now.run_now != seen.run_now;
+                let repace = now.fast != seen.fast;
+                seen = now;
+                let period = if now.fast { fast } else { normal };
+                if !run_now {
+                    if repace {
+                        ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    }
+                    continue;
+                }
+                // A round now; the next one a period after it.
+                ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            }
+        }
         let outcome = run_round(&service).await;
         let report = RoundReport {
             service: service.config.name.clone(),
@@ -402,6 +853,9 @@ impl From<ServiceState> for status::State {
         match state {
             ServiceState::Unknown => status::State::Unknown,
             ServiceState::Up => status::State::Up,
+            ServiceState::Degraded => status::State::Degraded,
+            ServiceState::Draining => status::State::Draining,
+            ServiceState::Drained => status::State::Drained,
             ServiceState::Down => status::State::Down,
         }
     }
@@ -422,20 +876,13 @@ fn record_round(report: &RoundReport) {
 }
 
 fn log_transition(service: &str, from: ServiceState, to: ServiceState, reason: &str) {
-    metrics::service_up(service, to == ServiceState::Up);
     metrics::service_transition(service, to.as_str());
+    let message = format!("service is {}", to.as_str());
     match to {
-        ServiceState::Up => tracing::info!(
-            service = %service,
-            from = from.as_str(),
-            "service is up"
-        ),
-        _ => tracing::warn!(
-            service = %service,
-            from = from.as_str(),
-            reason = %reason,
-            "service is down"
-        ),
+        ServiceState::Up => tracing::info!(service = %service, from = from.as_str(), "{message}"),
+        _ => {
+            tracing::warn!(service = %service, from = from.as_str(), reason = %reason, "{message}")
+        }
     }
 }
 
@@ -527,6 +974,7 @@ mod tests {
             checks: Arc::new([PreparedCheck {
                 name: "slow".into(),
                 group: String::new(),
+                degrades: false,
                 policy: AttemptPolicy {
                     tries: 1,
                     interval: Duration::from_millis(10),

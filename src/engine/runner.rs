@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 
-use super::health::{CheckVerdict, round_passes};
+use super::health::{CheckVerdict, Level, round_verdict};
 use crate::checks::{self, AttemptPolicy, BuildError, Check};
 use crate::config::{ServiceConfig, format_duration};
 
@@ -17,6 +17,8 @@ use crate::config::{ServiceConfig, format_duration};
 pub struct PreparedCheck {
     pub name: String,
     pub group: String,
+    /// A failure degrades the service instead of failing it.
+    pub degrades: bool,
     pub policy: AttemptPolicy,
     pub check: Box<dyn Check>,
 }
@@ -50,6 +52,7 @@ pub fn prepare(services: &[ServiceConfig]) -> Result<Vec<PreparedService>, Vec<P
                 Ok(built) => checks.push(PreparedCheck {
                     name: check.name.clone(),
                     group: check.group.clone(),
+                    degrades: check.degrades,
                     policy: AttemptPolicy::for_spec(&check.spec),
                     check: built,
                 }),
@@ -87,7 +90,9 @@ pub struct CheckOutcome {
 /// A service's round: every check's outcome and the strategy's verdict.
 #[derive(Debug, Clone)]
 pub struct RoundOutcome {
+    /// Not Failing: the service serves (Up or Degraded).
     pub passed: bool,
+    pub level: Level,
     pub checks: Vec<CheckOutcome>,
     /// When the verdict was known.
     pub finished_at: Instant,
@@ -163,14 +168,17 @@ pub async fn run_round(service: &PreparedService) -> RoundOutcome {
     let checks = join_all(service.checks.iter().map(run_check)).await;
     let verdicts: Vec<CheckVerdict<'_>> = checks
         .iter()
-        .map(|c| CheckVerdict {
+        .zip(service.checks.iter())
+        .map(|(c, prepared)| CheckVerdict {
             group: &c.group,
             passed: c.passed,
+            degrades: prepared.degrades,
         })
         .collect();
-    let passed = round_passes(service.config.strategy, &verdicts);
+    let level = round_verdict(service.config.strategy, &verdicts);
     RoundOutcome {
-        passed,
+        passed: level != Level::Failing,
+        level,
         checks,
         finished_at: Instant::now(),
     }
@@ -215,6 +223,7 @@ mod tests {
         PreparedCheck {
             name: "scripted".into(),
             group: String::new(),
+            degrades: false,
             policy: AttemptPolicy {
                 tries,
                 interval: Duration::from_millis(100),

@@ -29,6 +29,7 @@ pub mod render;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -143,12 +144,14 @@ impl BirdBackend {
 
     /// Applies `desired` unless BIRD already has it; returns when to retry.
     async fn converge(&mut self, desired: &DesiredRoutes) -> Option<tokio::time::Instant> {
-        if !self.reconciler.needs_apply(&desired.routes) {
+        // TODO(attributes): render the attributes; only prefixes for now.
+        let routes: Arc<BTreeSet<IpNet>> = Arc::new(desired.routes.keys().copied().collect());
+        if !self.reconciler.needs_apply(&routes) {
             return None;
         }
-        let result = self.apply(&desired.routes).await;
+        let result = self.apply(&routes).await;
         let outcome = match &result {
-            Ok(()) => self.reconciler.applied(&desired.routes),
+            Ok(()) => self.reconciler.applied(&routes),
             Err(e) => self.reconciler.failed(e.to_string()),
         };
         match (outcome, result) {
@@ -478,13 +481,11 @@ mod tests {
         ]);
         let routes = |n: u32| {
             DesiredRoutes::decided(
-                (0..n)
-                    .map(|i| {
-                        IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
-                            0x0a00_0000 + i,
-                        )))
-                    })
-                    .collect(),
+                crate::route::plain_routes((0..n).map(|i| {
+                    IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
+                        0x0a00_0000 + i,
+                    )))
+                })),
                 Some(std::time::Instant::now()),
             )
         };
@@ -509,10 +510,9 @@ mod tests {
         // worth mentioning even in a debug build.)
         let one = |i: u32| {
             DesiredRoutes::decided(
-                [IpNet::from(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(
-                    0x0a00_0000 + i,
-                )))]
-                .into(),
+                crate::route::plain_routes([IpNet::from(ipnet::Ipv4Net::from(
+                    std::net::Ipv4Addr::from(0x0a00_0000 + i),
+                ))]),
                 Some(std::time::Instant::now()),
             )
         };

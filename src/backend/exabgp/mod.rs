@@ -233,7 +233,10 @@ where
 
     /// Writes the commands that make ExaBGP match `desired`, flushed.
     async fn apply(&mut self, desired: &DesiredRoutes) -> Result<(), ExabgpError> {
-        let commands = self.reconciler.reconcile(&desired.routes);
+        // TODO(attributes): announce with the attributes; only prefixes for now.
+        let routes: std::collections::BTreeSet<ipnet::IpNet> =
+            desired.routes.keys().copied().collect();
+        let commands = self.reconciler.reconcile(&routes);
         if commands.is_empty() {
             return Ok(());
         }

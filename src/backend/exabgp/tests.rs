@@ -1,6 +1,5 @@
 //! The I/O loop against an in-memory "ExaBGP": pipes, not processes.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -86,9 +85,7 @@ fn start(
 
 fn routes(list: &[&str]) -> DesiredRoutes {
     DesiredRoutes::decided(
-        list.iter()
-            .map(|r| r.parse().unwrap())
-            .collect::<BTreeSet<_>>(),
+        crate::route::plain_routes(list.iter().map(|r| r.parse().unwrap())),
         Some(Instant::now()),
     )
 }

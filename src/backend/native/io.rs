@@ -204,7 +204,11 @@ impl PeerIo {
         self.announced.report(&reported_as, session.announced());
 
         let initial = desired.borrow_and_update().routes.clone();
-        let mut pending: Vec<Event> = vec![Event::Desired((*initial).clone()), Event::Start];
+        // TODO(attributes): send the attributes; only prefixes for now.
+        let mut pending: Vec<Event> = vec![
+            Event::Desired(initial.keys().copied().collect()),
+            Event::Start,
+        ];
         loop {
             // Feed queued events; carry out every resulting action.
             while !pending.is_empty() {
@@ -351,7 +355,7 @@ impl PeerIo {
                         continue;
                     }
                     let routes = desired.borrow_and_update().clone();
-                    pending.push(Event::Desired(Arc::unwrap_or_clone(routes.routes)));
+                    pending.push(Event::Desired(routes.routes.keys().copied().collect()));
                     if let Some(at) = routes.changed_at
                         && session.state() == State::Established
                     {
@@ -607,7 +611,10 @@ mod tests {
             passive: false,
             jitter_seed: 1,
         });
-        let (_tx, desired) = watch::channel(DesiredRoutes::decided(routes, None));
+        let (_tx, desired) = watch::channel(DesiredRoutes::decided(
+            crate::route::plain_routes(routes),
+            None,
+        ));
         // The sender must outlive the test's session: leak it into the task.
         let shutdown = CancellationToken::new();
         let io = PeerIo {
