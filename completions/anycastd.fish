@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_anycastd_global_optspecs
-    string join \n c/config= log-level= log-format= backend= h/help V/version
+    string join \n c/config= log-level= log-format= backend= socket= h/help V/version
 end
 
 function __fish_anycastd_needs_command
@@ -31,6 +31,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_needs_command" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_needs_command" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_needs_command" -s V -l version -d 'Print version'
 complete -c anycastd -n "__fish_anycastd_needs_command" -f -a "run" -d 'Run the daemon: check services and announce their routes (default)'
@@ -52,6 +53,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand run" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand run" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
@@ -60,6 +62,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
@@ -68,6 +71,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand check" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l url -d 'Where the daemon serves its status, http://HOST:PORT[/PATH] (path /status when none is given), instead of metrics.address of the configuration file' -r -f
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
@@ -77,8 +81,8 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand status" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -l socket -d 'The daemon\'s control socket; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
@@ -86,8 +90,8 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand drain" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -l socket -d 'The daemon\'s control socket; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
@@ -95,8 +99,8 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand undrain" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -l socket -d 'The daemon\'s control socket; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
@@ -104,8 +108,8 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand check-now" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l socket -d 'The daemon\'s control socket; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
@@ -113,11 +117,11 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l force -d 'Apply it even above announcer.max_withdraw'
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -l dry-run -d 'Only print what it would announce, withdraw or re-announce'
 complete -c anycastd -n "__fish_anycastd_using_subcommand reload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -l diff -d 'The configuration to compare with the running one; the daemon reads it, so give a path it can read' -r -F
-complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -l socket -d 'The daemon\'s control socket; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
 complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines'
@@ -125,6 +129,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand routes" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
@@ -133,6 +138,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand bird-flush" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -s c -l config -d 'Configuration file, YAML (.yaml, .yml) or JSON (.json)' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l log-level -d 'Log verbosity: trace, debug, info, warn (warning), error (fatal, panic). Logs go to stderr' -r
@@ -141,6 +147,7 @@ json\t'One JSON object per line'"
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l backend -d 'Announce through this backend, overriding announcer.backend of the configuration file (which also decides the keys that are required)' -r -f -a "native\t'anycastd\'s own BGP speaker'
 exabgp\t'ExaBGP\'s process API on stdin/stdout'
 bird\t'A BIRD include file and BIRD\'s control socket'"
+complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -l socket -d 'The running daemon\'s control socket, for drain, undrain, check-now, reload and routes; default control.socket of the configuration file, else /run/anycastd/control/control.sock' -r -F
 complete -c anycastd -n "__fish_anycastd_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c anycastd -n "__fish_anycastd_using_subcommand help; and not __fish_seen_subcommand_from run validate check status drain undrain check-now reload routes bird-flush generate help" -f -a "run" -d 'Run the daemon: check services and announce their routes (default)'
 complete -c anycastd -n "__fish_anycastd_using_subcommand help; and not __fish_seen_subcommand_from run validate check status drain undrain check-now reload routes bird-flush generate help" -f -a "validate" -d 'Load and check the configuration, print a one-line summary'

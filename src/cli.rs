@@ -58,6 +58,12 @@ pub struct Cli {
     #[arg(long, value_enum, global = true, value_name = "BACKEND")]
     pub backend: Option<BackendArg>,
 
+    /// The running daemon's control socket, for drain, undrain,
+    /// check-now, reload and routes; default control.socket of the
+    /// configuration file, else /run/anycastd/control/control.sock.
+    #[arg(long, env = "ANYCASTD_SOCKET", global = true, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub socket: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -114,8 +120,6 @@ pub enum Command {
         /// Services to drain; none drains the whole node.
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
-        #[command(flatten)]
-        socket: SocketArg,
     },
     /// Lift drains set by `anycastd drain` (the node's when no service is
     /// named); routes come back once the service is up.
@@ -125,16 +129,12 @@ pub enum Command {
         /// Services to undrain; none undrains the node.
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
-        #[command(flatten)]
-        socket: SocketArg,
     },
     /// Run a round of checks of the named services (all when none) now,
     /// instead of at their next interval.
     CheckNow {
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
-        #[command(flatten)]
-        socket: SocketArg,
     },
     /// Reload the daemon's configuration file (as SIGHUP does) and print
     /// the route changes; exit 1 when it is refused.
@@ -148,8 +148,6 @@ pub enum Command {
         /// Only print what it would announce, withdraw or re-announce.
         #[arg(long)]
         dry_run: bool,
-        #[command(flatten)]
-        socket: SocketArg,
     },
     /// Print what loading CONFIG would announce, withdraw or re-announce
     /// in the running daemon, without loading it.
@@ -158,8 +156,6 @@ pub enum Command {
         /// reads it, so give a path it can read.
         #[arg(long, value_name = "CONFIG", value_hint = clap::ValueHint::FilePath)]
         diff: PathBuf,
-        #[command(flatten)]
-        socket: SocketArg,
     },
     /// Empty the BIRD include file(s) and have BIRD reconfigure (for systemd's
     /// ExecStopPost after a crash); exit 1 if BIRD could not be updated.
@@ -178,15 +174,6 @@ pub enum Command {
         #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
         dir: PathBuf,
     },
-}
-
-/// Where the daemon's control socket is.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct SocketArg {
-    /// The daemon's control socket; default control.socket of the
-    /// configuration file, else /run/anycastd/control/control.sock.
-    #[arg(long, env = "ANYCASTD_SOCKET", value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
-    pub socket: Option<PathBuf>,
 }
 
 /// Where the packaged unit's control socket is (RuntimeDirectory=anycastd).

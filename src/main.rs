@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use anycastd::backend::{self, BackendError, exabgp::ExabgpError};
-use anycastd::cli::{Cli, Command, Generated, LogFormat, SocketArg, generate};
+use anycastd::cli::{Cli, Command, Generated, LogFormat, generate};
 use anycastd::config::{self, Config, format_duration};
 use anycastd::control::{self, Reloader, Request};
 use anycastd::engine::{
@@ -55,30 +55,22 @@ fn main() -> ExitCode {
         }),
         Command::Status { url } => show_status(&cli, url.as_deref()),
         Command::BirdFlush => runtime().and_then(|rt| rt.block_on(bird_flush(&cli))),
-        Command::Drain { services, socket } => ask(&cli, &socket, Request::Drain { services }),
-        Command::Undrain { services, socket } => ask(&cli, &socket, Request::Undrain { services }),
-        Command::CheckNow { services, socket } => {
-            ask(&cli, &socket, Request::CheckNow { services })
-        }
-        Command::Reload {
-            force,
-            dry_run,
-            socket,
-        } => ask(
+        Command::Drain { services } => ask(&cli, Request::Drain { services }),
+        Command::Undrain { services } => ask(&cli, Request::Undrain { services }),
+        Command::CheckNow { services } => ask(&cli, Request::CheckNow { services }),
+        Command::Reload { force, dry_run } => ask(
             &cli,
-            &socket,
             Request::Reload {
                 force,
                 dry_run,
                 config: None,
             },
         ),
-        Command::Routes { diff, socket } => {
+        Command::Routes { diff } => {
             // The daemon reads it: a relative path means ours, not its.
             let config = std::path::absolute(&diff).unwrap_or(diff);
             ask(
                 &cli,
-                &socket,
                 Request::Reload {
                     force: false,
                     dry_run: true,
@@ -136,8 +128,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// Sends one request to the running daemon's control socket and prints
 /// its answer: exit 0 when done, 1 when refused, 2 when it cannot be asked.
-fn ask(cli: &Cli, socket: &SocketArg, request: Request) -> Result<u8, Failure> {
-    let path = match &socket.socket {
+fn ask(cli: &Cli, request: Request) -> Result<u8, Failure> {
+    let path = match &cli.socket {
         Some(path) => path.clone(),
         None => config::load(&cli.config, cli.backend.map(Into::into))
             .ok()

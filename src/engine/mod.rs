@@ -443,7 +443,20 @@ pub async fn run(
                     carrier.carry_out(&core, outputs, Instant::now());
                 }
             }
-            Err(e) => tracing::error!("drains of the last run are lost: {e}"),
+            Err(e) => {
+                // An operator may have drained this node for maintenance:
+                // not knowing is no reason to announce. Drain it until told.
+                tracing::error!("{e}; draining the whole node until `anycastd undrain`");
+                let outputs = core.handle(
+                    carrier.now(),
+                    Input::Drain {
+                        service: None,
+                        source: DrainSource::Cli,
+                        on: true,
+                    },
+                );
+                carrier.carry_out(&core, outputs, Instant::now());
+            }
         }
     }
     for (service, on) in maintenance.poll() {
@@ -744,7 +757,9 @@ impl MaintenanceFiles {
         for (at, (service, path)) in self.files.iter().enumerate() {
             // A stat per file: microseconds, and it sees a file made by any
             // means (touch, a config manager, a mount).
-            let exists = path.exists();
+            // A file that cannot be looked at (permissions, I/O) may be
+            // there: drained, the safe side.
+            let exists = path.try_exists().unwrap_or(true);
             if exists != self.present.contains(&at) {
                 if exists {
                     self.present.insert(at);
