@@ -253,6 +253,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::{Community, LargeCommunity, RouteClass};
 
     fn set(routes: &[&str]) -> RouteSet {
         crate::route::plain_routes(routes.iter().map(|r| r.parse().unwrap()))
@@ -280,6 +281,153 @@ mod tests {
         assert_eq!(
             format.line(&RouteCommand::Withdraw(net("2001:db8::1/128"))),
             "withdraw route 2001:db8::1/128 next-hop 2001:db8::2"
+        );
+    }
+
+    fn with(class: RouteClass, attributes: RouteAttributes) -> Announcement {
+        Announcement {
+            class,
+            attributes: std::sync::Arc::new(attributes),
+        }
+    }
+
+    fn draining() -> Announcement {
+        with(
+            RouteClass::Draining,
+            RouteAttributes {
+                med: Some(100),
+                local_pref: Some(0),
+                communities: vec![Community::new(65000, 1), Community::GRACEFUL_SHUTDOWN],
+                large_communities: vec![LargeCommunity(65000, 1, 2)],
+                prepend: 2,
+            },
+        )
+    }
+
+    #[test]
+    fn lines_carry_every_attribute_in_exabgp_syntax() {
+        let format = LineFormat {
+            next_hop: NextHop::SelfAddress,
+            next_hop6: NextHop::Address("2001:db8::2".parse().unwrap()),
+            local_asn: Some(65001),
+        };
+        assert_eq!(
+            format.line(&RouteCommand::Announce(net("192.0.2.1/32"), draining())),
+            "announce route 192.0.2.1/32 next-hop self med 100 local-preference 0 \
+             community [65000:1 65535:0] large-community [65000:1:2] \
+             as-path [65001 65001 65001]"
+        );
+        // One attribute alone; a single community still in brackets.
+        let med = with(
+            RouteClass::Degraded,
+            RouteAttributes {
+                med: Some(0),
+                ..RouteAttributes::default()
+            },
+        );
+        assert_eq!(
+            format.line(&RouteCommand::Announce(net("2001:db8::1/128"), med)),
+            "announce route 2001:db8::1/128 next-hop 2001:db8::2 med 0"
+        );
+        let gshut = with(
+            RouteClass::Draining,
+            RouteAttributes {
+                communities: vec![Community::GRACEFUL_SHUTDOWN],
+                ..RouteAttributes::default()
+            },
+        );
+        assert_eq!(
+            format.line(&RouteCommand::Announce(net("192.0.2.1/32"), gshut)),
+            "announce route 192.0.2.1/32 next-hop self community [65535:0]"
+        );
+        // A plain route, whatever its class, is the line it always was.
+        assert_eq!(
+            format.line(&RouteCommand::Announce(
+                net("192.0.2.1/32"),
+                with(RouteClass::Draining, RouteAttributes::default())
+            )),
+            "announce route 192.0.2.1/32 next-hop self"
+        );
+        // Withdrawals never carry attributes.
+        assert_eq!(
+            format.line(&RouteCommand::Withdraw(net("192.0.2.1/32"))),
+            "withdraw route 192.0.2.1/32 next-hop self"
+        );
+        // The prepend repeats a 4-byte local AS too.
+        let four_byte = LineFormat {
+            local_asn: Some(4_200_000_000),
+            ..format
+        };
+        let one = with(
+            RouteClass::Up,
+            RouteAttributes {
+                prepend: 1,
+                ..RouteAttributes::default()
+            },
+        );
+        assert_eq!(
+            four_byte.line(&RouteCommand::Announce(net("192.0.2.1/32"), one)),
+            "announce route 192.0.2.1/32 next-hop self as-path [4200000000 4200000000]"
+        );
+    }
+
+    #[test]
+    fn changed_attributes_are_announced_again_without_a_withdrawal() {
+        let mut r = Reconciler::new([]);
+        let mut desired = set(&["192.0.2.1/32", "192.0.2.2/32"]);
+        assert_eq!(r.reconcile(&desired).len(), 2);
+        // Draining one route: one announce with the new attributes.
+        desired.insert(net("192.0.2.2/32"), draining());
+        assert_eq!(
+            r.reconcile(&desired),
+            [RouteCommand::Announce(net("192.0.2.2/32"), draining())]
+        );
+        assert!(r.reconcile(&desired).is_empty());
+        // The same attributes in a new Arc are no change.
+        desired.insert(net("192.0.2.2/32"), draining());
+        assert!(r.reconcile(&desired).is_empty());
+        // A class change alone is stated again too.
+        let degraded = with(RouteClass::Degraded, RouteAttributes::default());
+        desired.insert(net("192.0.2.1/32"), degraded.clone());
+        assert_eq!(
+            r.reconcile(&desired),
+            [RouteCommand::Announce(net("192.0.2.1/32"), degraded)]
+        );
+        // Back to plain, and a withdrawal: withdraw first, then announce.
+        let back = set(&["192.0.2.1/32"]);
+        assert_eq!(
+            r.reconcile(&back),
+            [
+                RouteCommand::Withdraw(net("192.0.2.2/32")),
+                announce("192.0.2.1/32")
+            ]
+        );
+        assert_eq!(r.announced(), back.keys().copied().collect());
+    }
+
+    #[test]
+    fn refused_reannouncement_is_retried_or_withdrawn() {
+        let mut r = Reconciler::new([]);
+        let mut desired = set(&["192.0.2.1/32"]);
+        r.reconcile(&desired);
+        r.acknowledge(Ack::Done);
+        desired.insert(net("192.0.2.1/32"), draining());
+        r.reconcile(&desired);
+        assert_eq!(
+            r.acknowledge(Ack::Error),
+            AckOutcome::Refused(RouteCommand::Announce(net("192.0.2.1/32"), draining()))
+        );
+        // ExaBGP still holds the old version: retried while wanted...
+        assert_eq!(
+            r.reconcile(&desired),
+            [RouteCommand::Announce(net("192.0.2.1/32"), draining())]
+        );
+        r.acknowledge(Ack::Error);
+        assert_eq!(r.announced(), desired.keys().copied().collect());
+        // ...and withdrawn once it is not.
+        assert_eq!(
+            r.reconcile(&RouteSet::new()),
+            [RouteCommand::Withdraw(net("192.0.2.1/32"))]
         );
     }
 
