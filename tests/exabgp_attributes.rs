@@ -19,7 +19,8 @@ const WAIT: Duration = Duration::from_secs(30);
 const LOCAL_AS: &str = "65002";
 
 struct Lab {
-    http: HealthServer,
+    /// Kept alive: the service stays healthy throughout.
+    _http: HealthServer,
     bird: Bird,
     exabgp: Daemon,
     v4: String,
@@ -88,7 +89,7 @@ protocol bgp exa {{
         );
         let exabgp = start_exabgp(dir.path(), n, &config);
         Lab {
-            http,
+            _http: http,
             bird,
             exabgp,
             v4,
