@@ -13,8 +13,11 @@
 //! the local AS itself (to eBGP peers) when none is given
 //! (`Attributes.pack`). A prepend is therefore spelled with the local AS
 //! 1 + prepend times, so an eBGP peer sees it 1 + prepend times, as it
-//! would from any other router. (An iBGP peer sees the same path: ExaBGP
-//! cannot be told to prepend only towards eBGP.)
+//! would from any other router. The path goes as it is to every neighbor
+//! of the process: an iBGP neighbor finds its own AS in it and drops the
+//! route as a loop (RFC 4271 9.1.2; BIRD 2 counts it as a withdrawal), so
+//! a prepending profile is for eBGP sessions. LOCAL_PREF is the reverse:
+//! ExaBGP sends it to iBGP neighbors only.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
