@@ -314,6 +314,11 @@ fn profiles_reach_bird_through_up_drain_withdraw_and_undrain() {
     let drained_at = Instant::now();
     for prefix in [&lab.v4, &lab.v6] {
         lab.wait_route(prefix, "draining: 65535:0, local AS x3", |r| {
+            // Re-announced in place: never withdrawn on the way.
+            assert!(
+                r.is_some(),
+                "{prefix} withdrawn at the drain, not re-announced"
+            );
             r.is_some_and(Route::is_draining)
         });
     }
@@ -353,6 +358,11 @@ fn sigterm_with_graceful_shutdown_drains_then_withdraws() {
     let termed = Instant::now();
     for prefix in [&lab.v4, &lab.v6] {
         lab.wait_route(prefix, "draining at SIGTERM", |r| {
+            // Re-announced in place: never withdrawn on the way.
+            assert!(
+                r.is_some(),
+                "{prefix} withdrawn at the drain, not re-announced"
+            );
             r.is_some_and(Route::is_draining)
         });
     }
