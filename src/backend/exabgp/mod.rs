@@ -133,6 +133,7 @@ where
             format: LineFormat {
                 next_hop: config.exabgp.next_hop,
                 next_hop6: config.exabgp.next_hop6,
+                local_asn: config.local_asn,
             },
             reconciler: Reconciler::new(config.all_routes()),
             shutdown_timeout: config.exabgp.shutdown_timeout,
@@ -219,7 +220,7 @@ where
             AckOutcome::Refused(command) => {
                 metrics::backend_error(NAME, "command_refused");
                 tracing::warn!(
-                    command = %self.format.line(command),
+                    command = %self.format.line(&command),
                     "ExaBGP refused a command; will retry with backoff"
                 );
                 Ok(Some(false))
@@ -233,10 +234,7 @@ where
 
     /// Writes the commands that make ExaBGP match `desired`, flushed.
     async fn apply(&mut self, desired: &DesiredRoutes) -> Result<(), ExabgpError> {
-        // TODO(attributes): announce with the attributes; only prefixes for now.
-        let routes: std::collections::BTreeSet<ipnet::IpNet> =
-            desired.routes.keys().copied().collect();
-        let commands = self.reconciler.reconcile(&routes);
+        let commands = self.reconciler.reconcile(&desired.routes);
         if commands.is_empty() {
             return Ok(());
         }
@@ -251,10 +249,10 @@ where
         let mut text = String::with_capacity(commands.len() * 48);
         let (mut announced, mut withdrawn) = (0, 0);
         for command in commands {
-            text.push_str(&self.format.line(*command));
+            text.push_str(&self.format.line(command));
             text.push('\n');
             match command {
-                RouteCommand::Announce(_) => announced += 1,
+                RouteCommand::Announce(..) => announced += 1,
                 RouteCommand::Withdraw(_) => withdrawn += 1,
             }
         }
@@ -273,8 +271,8 @@ where
         }
         metrics::backend_updates(NAME, "announce", announced);
         metrics::backend_updates(NAME, "withdraw", withdrawn);
-        metrics::routes_announced(NAME, self.reconciler.announced().len());
-        self.announced.report(NAME, self.reconciler.announced());
+        metrics::routes_announced(NAME, self.reconciler.announced_len());
+        self.announced.report(NAME, &self.reconciler.announced());
         tracing::debug!(announced, withdrawn, "sent route changes to ExaBGP");
         Ok(())
     }

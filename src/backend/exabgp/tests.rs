@@ -236,3 +236,51 @@ async fn an_overlong_line_is_dropped_and_the_next_ack_still_counts() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_attribute_change_is_one_announce_line_with_the_new_attributes() {
+    use crate::route::{Announcement, Community, RouteAttributes, RouteClass};
+    let (tx, rx) = watch::channel(DesiredRoutes::empty());
+    let shutdown = CancellationToken::new();
+    let (mut exabgp, task) = start(rx, shutdown.clone());
+    tx.send(routes(&["192.0.2.1/32"])).unwrap();
+    exabgp
+        .expect("withdraw route 2001:db8::1/128 next-hop 2001:db8::ff")
+        .await;
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp.ack("done").await;
+    exabgp.ack("done").await;
+
+    let mut drained = routes(&["192.0.2.1/32"]);
+    std::sync::Arc::make_mut(&mut drained.routes).insert(
+        "192.0.2.1/32".parse().unwrap(),
+        Announcement {
+            class: RouteClass::Draining,
+            attributes: std::sync::Arc::new(RouteAttributes {
+                med: Some(10),
+                communities: vec![Community::GRACEFUL_SHUTDOWN],
+                ..RouteAttributes::default()
+            }),
+        },
+    );
+    tx.send(drained).unwrap();
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self med 10 community [65535:0]")
+        .await;
+    exabgp.ack("done").await;
+
+    tx.send(routes(&["192.0.2.1/32"])).unwrap();
+    exabgp
+        .expect("announce route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp.ack("done").await;
+
+    shutdown.cancel();
+    exabgp
+        .expect("withdraw route 192.0.2.1/32 next-hop self")
+        .await;
+    exabgp.ack("done").await;
+    task.await.unwrap().unwrap();
+}
