@@ -213,7 +213,12 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
         rows.push(vec![
             service.config.name.clone(),
             format!("(service, {})", service.config.strategy.name()),
-            if round.passed { "up" } else { "down" }.into(),
+            match round.level {
+                engine::health::Level::Passing => "up",
+                engine::health::Level::Degraded => "degraded",
+                engine::health::Level::Failing => "down",
+            }
+            .into(),
             String::new(),
             String::new(),
         ]);

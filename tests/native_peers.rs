@@ -74,6 +74,8 @@ struct Setup {
     ipv4_next_hop: bool,
     /// anycastd waits for the peer to connect (`passive: true`).
     passive: bool,
+    /// Lines added under `announcer:` (two-space indent), e.g. attributes.
+    announcer_extra: String,
 }
 
 impl Setup {
@@ -91,6 +93,7 @@ impl Setup {
             ipv6_session: false,
             ipv4_next_hop: false,
             passive: false,
+            announcer_extra: String::new(),
         }
     }
 
@@ -835,9 +838,12 @@ announcer:
   native: {{{native}shutdown_message: "anycastd test {n} says goodbye"}}
   peers:
     - {{{peer}}}
+{extra}control: {{socket: "{control}"}}
 {services}{metrics}"#,
             local_as = LOCAL_AS,
             n = s.n,
+            extra = s.announcer_extra,
+            control = self.path("ctl.sock").display(),
             services = web_service_yaml(&self.http.url("/health")),
         );
         let path = self.path("anycastd.yaml");
@@ -1021,6 +1027,40 @@ announcer:
 
     /// SIGTERM: anycastd withdraws, sends Cease / Administrative Shutdown
     /// and exits 0; the peer records the Cease and drops the routes.
+    /// `anycastd --socket … ARGS` against this lab's daemon; its stdout.
+    fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new(anycastd_bin())
+            .arg("--socket")
+            .arg(self.path("ctl.sock"))
+            .args(args)
+            .output()
+            .expect("run anycastd");
+        assert!(
+            out.status.success(),
+            "anycastd {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The peer's view of this lab's IPv4 route, one line of text per
+    /// attribute (BIRD: `show route all`; GoBGP: `global rib -a ipv4 P`;
+    /// FRR: the route's JSON).
+    fn route_detail(&self) -> String {
+        match self.peer.as_ref().expect("peer running") {
+            Peer::Bird(bird) => bird.birdc(&format!("show route {} all", self.v4)),
+            Peer::Gobgp { api, .. } => {
+                self.gobgp_with(*api, &["global", "rib", "-a", "ipv4", &self.v4, "-j"])
+                    .1
+            }
+            Peer::Frr { vty, .. } => {
+                self.vtysh_at(vty, &format!("show bgp ipv4 unicast {} json", self.v4))
+                    .1
+            }
+        }
+    }
+
     fn sigterm(&mut self, peer_shows: &[&str]) {
         let anycastd = self.anycastd.as_mut().expect("anycastd running");
         anycastd.signal("TERM");
@@ -1040,6 +1080,77 @@ announcer:
 }
 
 // ---- BIRD --------------------------------------------------------------------
+
+/// Attribute profiles every attribute test uses.
+const PROFILES: &str = "  drain_time: 2s\n  attributes:\n    up: {med: 10, communities: [\"65000:1\"], large_communities: [\"65000:1:2\"]}\n    draining: {as_path_prepend: 2}\n";
+
+/// Up → the up profile at the peer; drain → GRACEFUL_SHUTDOWN and the
+/// prepends, then withdrawn after drain_time; undrain → back as Up.
+/// `shows(detail, want)` says whether the peer's view has an attribute.
+fn drain_cycle(lab: &Lab, up: &[&str], draining: &[&str], not_draining: &[&str]) {
+    lab.wait("the session to be established", Lab::established);
+    lab.wait_routes(true, "routes announced");
+    lab.wait("the up profile at the peer", |lab| {
+        let d = lab.route_detail();
+        up.iter().all(|w| d.contains(w))
+    });
+    let out = lab.ctl(&["drain"]);
+    assert!(out.contains("web: draining"), "{out}");
+    lab.wait("GRACEFUL_SHUTDOWN at the peer", |lab| {
+        let d = lab.route_detail();
+        draining.iter().all(|w| d.contains(w)) && !not_draining.iter().any(|w| d.contains(w))
+    });
+    lab.wait_routes(false, "withdrawn after drain_time");
+    lab.ctl(&["undrain"]);
+    lab.wait_routes(true, "back after undrain");
+    lab.wait("the up profile again", |lab| {
+        let d = lab.route_detail();
+        up.iter().all(|w| d.contains(w)) && !draining.iter().any(|w| d.contains(w))
+    });
+}
+
+#[test]
+fn bird_sees_each_states_attributes_and_a_graceful_shutdown() {
+    let mut setup = Setup::new(Kind::Bird, 53, false);
+    setup.announcer_extra = format!("{PROFILES}  graceful_shutdown: true\n");
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    drain_cycle(
+        &lab,
+        &["BGP.med: 10", "(65000,1)", "(65000, 1, 2)"],
+        &["(65535,0)", "BGP.as_path: 65001 65001 65001"],
+        &[],
+    );
+    // SIGTERM: GRACEFUL_SHUTDOWN first, then the withdrawal while the
+    // session is still up, then the Cease.
+    let anycastd = lab.anycastd.as_mut().expect("anycastd running");
+    anycastd.signal("TERM");
+    lab.wait("GRACEFUL_SHUTDOWN at the peer after SIGTERM", |lab| {
+        lab.route_detail().contains("(65535,0)")
+    });
+    let mut withdrawn_while_established = false;
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        let established = lab.established();
+        let present = lab.has_route(&lab.v4);
+        if !present {
+            withdrawn_while_established = established;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        withdrawn_while_established,
+        "the route must go before the session\n{}",
+        tail(&lab.path("anycastd.log"), 30)
+    );
+    let anycastd = lab.anycastd.as_mut().expect("anycastd running");
+    assert_eq!(anycastd.wait_exit(Duration::from_secs(10)), Some(0));
+    lab.wait("the Cease", |lab| {
+        lab.neighbor_status()
+            .contains("Received: Administrative shutdown")
+    });
+}
 
 #[test]
 fn bird_ebgp_follows_health_and_sigterm_sends_cease() {
@@ -1296,6 +1407,22 @@ fn gobgp_ibgp_follows_health_with_short_hold_time() {
 }
 
 #[test]
+fn gobgp_sees_each_states_attributes() {
+    let mut setup = Setup::new(Kind::Gobgp, 58, false);
+    setup.announcer_extra = PROFILES.to_string();
+    let mut lab = Lab::new(setup);
+    lab.start_anycastd();
+    // GoBGP's JSON: med, communities as numbers (65000:1 = 4259840001,
+    // 65535:0 = 4294901760), large communities, the AS path.
+    drain_cycle(
+        &lab,
+        &["\"metric\":10", "4259840001", "\"global_admin\":65000"],
+        &["4294901760", "[65001,65001,65001]"],
+        &[],
+    );
+}
+
+#[test]
 fn gobgp_ebgp_multihop_through_a_router() {
     let mut setup = Setup::new(Kind::Gobgp, 57, false);
     setup.multihop_ttl = Some(1);
@@ -1353,6 +1480,22 @@ fn frr_ibgp_v6_follows_health_and_survives_peer_restart() {
 /// IPv4 and IPv6 routes over an IPv6 session: with only IPv6 addresses
 /// anycastd holds the IPv4 route back (FRR refuses IPv4 NLRI without
 /// NEXT_HOP); with an IPv4 `announcer.local_address` both go out.
+#[test]
+fn frr_sees_each_states_attributes() {
+    let mut setup = Setup::new(Kind::Frr, 63, false);
+    setup.netns = true;
+    setup.announcer_extra = PROFILES.to_string();
+    let lab = Lab::new(setup);
+    let mut lab = lab;
+    lab.start_anycastd();
+    drain_cycle(
+        &lab,
+        &["\"metric\":10", "65000:1", "65000:1:2"],
+        &["gshut", "65001 65001 65001"],
+        &[],
+    );
+}
+
 #[test]
 fn frr_ebgp_over_an_ipv6_session() {
     let mut setup = Setup::new(Kind::Frr, 62, false);

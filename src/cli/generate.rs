@@ -54,14 +54,17 @@ pub const MANUAL: &[Section] = &[
                  address being in use, an internal fault (a task panicked or ended: routes are \
                  withdrawn first, so that the service manager restarts a clean process), or a \
                  second SIGTERM or SIGINT during shutdown. For bird-flush: BIRD could not be \
-                 updated.",
+                 updated. For reload: the daemon refused it (above announcer.max_withdraw, \
+                 or a configuration it cannot load).",
             ),
             Item(
                 "2",
                 "Configuration or usage error: the configuration file cannot be read or is \
                  invalid (every problem is printed with the file, the key path and what was \
                  expected), or an unknown flag or value. For status: the daemon cannot be \
-                 reached or did not answer with its status.",
+                 reached or did not answer with its status. For drain, undrain, check-now, \
+                 reload and routes: the control socket cannot be reached, or a service \
+                 named does not exist.",
             ),
         ],
     },
@@ -76,11 +79,16 @@ pub const MANUAL: &[Section] = &[
                  change keep their state and their checks keep running, and routes whose \
                  protecting services did not change are neither withdrawn nor re-announced. \
                  Backend settings (announcer.backend and the backend's own section) take \
-                 effect at the next start.",
+                 effect at the next start. A reload that would withdraw more routes than \
+                 announcer.max_withdraw is refused and logged with their list; anycastd \
+                 reload --force applies it.",
             ),
             Item(
                 "SIGTERM, SIGINT",
-                "Withdraw every route, make sure the withdrawal reached the backend (exabgp: \
+                "With announcer.graceful_shutdown, first drain every service: announce its \
+                 routes with GRACEFUL_SHUTDOWN (65535:0) for drain_time (bounded by the \
+                 longest drain_time plus a second), so routers move traffic away. Then \
+                 withdraw every route, make sure the withdrawal reached the backend (exabgp: \
                  lines flushed and acknowledged, waiting at most \
                  announcer.exabgp.shutdown_timeout; bird: include file emptied and BIRD \
                  reconfigured; native: UPDATE messages sent), then exit 0. The exit is \
@@ -103,6 +111,18 @@ pub const MANUAL: &[Section] = &[
             ),
             Item("LOG_LEVEL", "The log level when --log-level is not given."),
             Item(
+                "ANYCASTD_SOCKET",
+                "The control socket when --socket is not given.",
+            ),
+            Item(
+                "RUNTIME_DIRECTORY, STATE_DIRECTORY",
+                "Set by systemd's RuntimeDirectory= and StateDirectory=. Unless \
+                 control.socket and control.state_file say otherwise, run listens on \
+                 $RUNTIME_DIRECTORY/control.sock and keeps drains in \
+                 $STATE_DIRECTORY/drains.json; without them there is no control socket and \
+                 drains last until the daemon stops.",
+            ),
+            Item(
                 "NOTIFY_SOCKET",
                 "Set by systemd for Type=notify and Type=notify-reload services. anycastd \
                  then sends READY=1 once every service has had its first round of checks \
@@ -120,12 +140,26 @@ pub const MANUAL: &[Section] = &[
     },
     Section {
         heading: "FILES",
-        blocks: &[Item(
-            "/config.yaml",
-            "The configuration file when neither -c nor CONFIG_PATH is given (as in the \
+        blocks: &[
+            Item(
+                "/config.yaml",
+                "The configuration file when neither -c nor CONFIG_PATH is given (as in the \
                  original anycastd's container image). YAML (.yaml, .yml) or JSON (.json); \
                  see anycastd.yaml(5).",
-        )],
+            ),
+            Item(
+                "/run/anycastd/control/control.sock",
+                "The control socket of the packaged unit (RuntimeDirectory=anycastd/control), \
+                 and where drain, undrain, check-now, reload and routes look when neither \
+                 --socket nor control.socket says otherwise.",
+            ),
+            Item(
+                "/var/lib/anycastd/drains.json",
+                "Drains set with anycastd drain, kept across restarts by the packaged unit \
+                 (StateDirectory=anycastd). A file that cannot be read drains the whole node \
+                 until anycastd undrain.",
+            ),
+        ],
     },
     Section {
         heading: "METRICS AND STATUS",

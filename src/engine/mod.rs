@@ -388,6 +388,7 @@ pub async fn run(
     }
     for service in &services {
         metrics::service_up(&service.config.name, false);
+        metrics::service_state(&service.config.name, ServiceState::Unknown.as_str());
     }
     let mut announced = hooks.announced.take();
     let mut heartbeat = hooks.heartbeat.take().map(|h| {
