@@ -159,7 +159,7 @@ impl BirdBackend {
         if !self.reconciler.needs_apply(routes) {
             return None;
         }
-        let result = self.apply(&routes).await;
+        let result = self.apply(routes).await;
         let outcome = match &result {
             Ok(()) => self.reconciler.applied(routes),
             Err(e) => self.reconciler.failed(e.to_string()),
