@@ -1,6 +1,9 @@
 //! The `bird` backend: anycastd owns an include file (two for the static
 //! format with IPv6) and has BIRD reconfigure whenever the healthy set
-//! changes, rolling the file back if BIRD refuses it.
+//! changes (a route's state or attributes included), rolling the file back
+//! if BIRD refuses it. The static format writes each route's attributes in
+//! its `route` line; the prefix_set format lists the Degraded and Draining
+//! routes in sets of their own for the operator's filters ([`render`]).
 //!
 //! ```text
 //! desired routes ─► render (pure) ─► atomic write ─► `configure` over the
