@@ -3,7 +3,7 @@
 //! changes (a route's state or attributes included), rolling the file back
 //! if BIRD refuses it. The static format writes each route's attributes in
 //! its `route` line; the prefix_set format lists the Degraded and Draining
-//! routes in sets of their own for the operator's filters ([`render`]).
+//! routes in sets of their own for the operator's filters ([`mod@render`]).
 //!
 //! ```text
 //! desired routes ─► render (pure) ─► atomic write ─► `configure` over the
