@@ -350,6 +350,8 @@ fn sysusers_and_tmpfiles_apply_to_a_scratch_root() {
     assert_eq!(read(&run.join("anycastd4.conf")), "");
     assert_eq!(
         read(&run.join("prefixes.conf")),
-        "define ANYCASTD_PREFIXES_V4 = [];\ndefine ANYCASTD_PREFIXES_V6 = [];\n"
+        "define ANYCASTD_PREFIXES_V4 = [];\ndefine ANYCASTD_PREFIXES_V6 = [];\n\
+         define ANYCASTD_PREFIXES_V4_DEGRADED = [];\ndefine ANYCASTD_PREFIXES_V4_DRAINING = [];\n\
+         define ANYCASTD_PREFIXES_V6_DEGRADED = [];\ndefine ANYCASTD_PREFIXES_V6_DRAINING = [];\n"
     );
 }

@@ -69,7 +69,9 @@ pub fn build(
         )),
         BackendKind::Bird => match &config.bird {
             Some(bird) => Ok(Box::new(
-                bird::BirdBackend::new(bird.clone()).reporting_to(announced),
+                bird::BirdBackend::new(bird.clone())
+                    .with_local_asn(config.local_asn)
+                    .reporting_to(announced),
             )),
             None => Err(BackendError::Misconfigured(
                 "the bird backend needs announcer.bird",

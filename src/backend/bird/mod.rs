@@ -1,6 +1,9 @@
 //! The `bird` backend: anycastd owns an include file (two for the static
 //! format with IPv6) and has BIRD reconfigure whenever the healthy set
-//! changes, rolling the file back if BIRD refuses it.
+//! changes (a route's state or attributes included), rolling the file back
+//! if BIRD refuses it. The static format writes each route's attributes in
+//! its `route` line; the prefix_set format lists the Degraded and Draining
+//! routes in sets of their own for the operator's filters ([`mod@render`]).
 //!
 //! ```text
 //! desired routes ─► render (pure) ─► atomic write ─► `configure` over the
@@ -39,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backend, BackendFuture};
 use crate::config::BirdConfig;
 use crate::metrics;
-use crate::route::{AnnouncedReporter, DesiredRoutes};
+use crate::route::{AnnouncedReporter, DesiredRoutes, RouteSet};
 use control::ControlError;
 use reconcile::{Outcome, Reconciler};
 use render::{RenderedFile, render};
@@ -81,6 +84,8 @@ impl BirdError {
 
 pub struct BirdBackend {
     config: BirdConfig,
+    /// The AS number `as_path_prepend` repeats (`announcer.local_asn`).
+    local_asn: Option<u32>,
     reconciler: Reconciler,
     /// What each file holds, as last written (`None`: absent).
     on_disk: HashMap<PathBuf, Option<String>>,
@@ -91,10 +96,17 @@ impl BirdBackend {
     pub fn new(config: BirdConfig) -> BirdBackend {
         BirdBackend {
             config,
+            local_asn: None,
             reconciler: Reconciler::new(),
             on_disk: HashMap::new(),
             announced: AnnouncedReporter::default(),
         }
+    }
+
+    /// Prepends `local_asn` where a route's attributes ask for a prepend.
+    pub fn with_local_asn(mut self, local_asn: Option<u32>) -> Self {
+        self.local_asn = local_asn;
+        self
     }
 
     /// Reports what BIRD accepted to `announced`.
@@ -133,7 +145,7 @@ impl BirdBackend {
         }
         // Shutdown: withdraw everything; one attempt, then leave the empty
         // files for BIRD's next start if it is not reachable now.
-        match self.apply(&BTreeSet::new()).await {
+        match self.apply(&RouteSet::new()).await {
             Ok(()) => tracing::info!("withdrew all routes from BIRD"),
             Err(e) => {
                 tracing::error!(error = %e, "could not withdraw routes from BIRD at shutdown")
@@ -144,14 +156,15 @@ impl BirdBackend {
 
     /// Applies `desired` unless BIRD already has it; returns when to retry.
     async fn converge(&mut self, desired: &DesiredRoutes) -> Option<tokio::time::Instant> {
-        // TODO(attributes): render the attributes; only prefixes for now.
-        let routes: Arc<BTreeSet<IpNet>> = Arc::new(desired.routes.keys().copied().collect());
-        if !self.reconciler.needs_apply(&routes) {
+        // The whole set: a change of a route's state or attributes alone
+        // rewrites the files too.
+        let routes: &Arc<RouteSet> = &desired.routes;
+        if !self.reconciler.needs_apply(routes) {
             return None;
         }
-        let result = self.apply(&routes).await;
+        let result = self.apply(routes).await;
         let outcome = match &result {
-            Ok(()) => self.reconciler.applied(&routes),
+            Ok(()) => self.reconciler.applied(routes),
             Err(e) => self.reconciler.failed(e.to_string()),
         };
         match (outcome, result) {
@@ -184,8 +197,8 @@ impl BirdBackend {
 
     /// Writes the files for `routes` and has BIRD reconfigure; on refusal
     /// restores the previous files and reconfigures again.
-    async fn apply(&mut self, routes: &BTreeSet<IpNet>) -> Result<(), BirdError> {
-        let files = render(&self.config, routes);
+    async fn apply(&mut self, routes: &RouteSet) -> Result<(), BirdError> {
+        let files = render(&self.config, self.local_asn, routes);
         // What each file holds now: remembered from our last write, read
         // from disk only the first time. Unchanged files are not rewritten.
         let known = std::mem::take(&mut self.on_disk);
@@ -231,7 +244,8 @@ impl BirdBackend {
             Ok(message) => {
                 tracing::debug!(routes = routes.len(), bird = %message, took = ?started.elapsed(), "BIRD reconfigured");
                 metrics::routes_announced(NAME, routes.len());
-                self.announced.report(NAME, routes);
+                let prefixes: BTreeSet<IpNet> = routes.keys().copied().collect();
+                self.announced.report(NAME, &prefixes);
                 Ok(())
             }
             Err(e) => {
@@ -374,7 +388,7 @@ pub enum Flushed {
 /// not an error: it will read the empty files when it starts.
 pub async fn flush(config: &BirdConfig) -> Result<Flushed, BirdError> {
     let mut backend = BirdBackend::new(config.clone());
-    match backend.apply(&BTreeSet::new()).await {
+    match backend.apply(&RouteSet::new()).await {
         Ok(()) => Ok(Flushed::Reconfigured),
         Err(BirdError::Control(ControlError::Unreachable { .. })) => Ok(Flushed::BirdNotRunning),
         Err(e) => Err(e),
@@ -557,7 +571,7 @@ mod tests {
         let include6 = dir.path().join("missing/anycastd6.conf");
         let mut backend = BirdBackend::new(counting_config(&include, Some(include6), &count));
         std::fs::write(&include, "# before\n").unwrap();
-        let routes: BTreeSet<IpNet> = ["192.0.2.1/32".parse().unwrap()].into();
+        let routes = crate::route::plain_routes(["192.0.2.1/32".parse().unwrap()]);
         let err = backend.apply(&routes).await.unwrap_err();
         assert!(err.to_string().contains("missing/anycastd6.conf"), "{err}");
         assert_eq!(std::fs::read_to_string(&include).unwrap(), "# before\n");

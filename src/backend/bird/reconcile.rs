@@ -11,13 +11,11 @@
 //!   `configure` is cheap, and the fault clearing must be noticed fast.
 //! - A fault is logged when it starts or changes, and once when it clears.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use crate::backend::Backoff;
+use crate::route::RouteSet;
 
 /// The first retry after a fault.
 pub const RETRY_MIN: Duration = Duration::from_millis(250);
@@ -37,8 +35,9 @@ pub enum Outcome {
 /// What BIRD was last told, and the fault state.
 #[derive(Debug, Clone)]
 pub struct Reconciler {
-    /// The set BIRD last accepted; `None` until the first success.
-    accepted: Option<Arc<BTreeSet<IpNet>>>,
+    /// The set BIRD last accepted, with each route's state and attributes;
+    /// `None` until the first success.
+    accepted: Option<Arc<RouteSet>>,
     /// The fault logged last; `None` while all is well.
     fault: Option<String>,
     backoff: Backoff,
@@ -60,19 +59,23 @@ impl Reconciler {
     }
 
     /// Whether `desired` must be written and configured: BIRD has not
-    /// accepted exactly this set (at start it has accepted nothing, so the
-    /// files are rewritten from our own state once).
-    pub fn needs_apply(&self, desired: &BTreeSet<IpNet>) -> bool {
-        self.accepted.as_deref() != Some(desired)
+    /// accepted exactly this set, states and attributes included (at start
+    /// it has accepted nothing, so the files are rewritten from our own
+    /// state once). The same `Arc` is equal without a look inside.
+    pub fn needs_apply(&self, desired: &Arc<RouteSet>) -> bool {
+        match &self.accepted {
+            Some(accepted) => !Arc::ptr_eq(accepted, desired) && **accepted != **desired,
+            None => true,
+        }
     }
 
     /// What BIRD holds, as far as we know.
-    pub fn accepted(&self) -> Option<&BTreeSet<IpNet>> {
+    pub fn accepted(&self) -> Option<&RouteSet> {
         self.accepted.as_deref()
     }
 
     /// BIRD accepted `routes`.
-    pub fn applied(&mut self, routes: &Arc<BTreeSet<IpNet>>) -> Outcome {
+    pub fn applied(&mut self, routes: &Arc<RouteSet>) -> Outcome {
         self.accepted = Some(routes.clone());
         self.backoff.reset();
         Outcome::Accepted {
@@ -94,9 +97,78 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::{Announcement, Community, RouteAttributes, RouteClass, plain_routes};
 
-    fn set(routes: &[&str]) -> Arc<BTreeSet<IpNet>> {
-        Arc::new(routes.iter().map(|r| r.parse().unwrap()).collect())
+    fn set(routes: &[&str]) -> Arc<RouteSet> {
+        Arc::new(plain_routes(routes.iter().map(|r| r.parse().unwrap())))
+    }
+
+    /// `routes`, each announced in `class` with `attributes`.
+    fn announced(routes: &[&str], class: RouteClass, attributes: RouteAttributes) -> Arc<RouteSet> {
+        let attributes = Arc::new(attributes);
+        Arc::new(
+            routes
+                .iter()
+                .map(|r| {
+                    let announcement = Announcement {
+                        class,
+                        attributes: attributes.clone(),
+                    };
+                    (r.parse().unwrap(), announcement)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_change_of_state_or_attributes_alone_needs_an_apply() {
+        let mut r = Reconciler::new();
+        let up = announced(
+            &["192.0.2.1/32"],
+            RouteClass::Up,
+            RouteAttributes {
+                med: Some(10),
+                ..RouteAttributes::default()
+            },
+        );
+        r.applied(&up);
+        assert!(!r.needs_apply(&up));
+        // An equal set in another allocation: nothing to do.
+        assert!(!r.needs_apply(&Arc::new((*up).clone())));
+        // Same prefixes, another MED.
+        let med = announced(
+            &["192.0.2.1/32"],
+            RouteClass::Up,
+            RouteAttributes {
+                med: Some(100),
+                ..RouteAttributes::default()
+            },
+        );
+        assert!(r.needs_apply(&med));
+        // Same prefixes and attributes, another state.
+        let degraded = announced(
+            &["192.0.2.1/32"],
+            RouteClass::Degraded,
+            RouteAttributes {
+                med: Some(10),
+                ..RouteAttributes::default()
+            },
+        );
+        assert!(r.needs_apply(&degraded));
+        // A community added.
+        let draining = announced(
+            &["192.0.2.1/32"],
+            RouteClass::Up,
+            RouteAttributes {
+                med: Some(10),
+                communities: vec![Community::GRACEFUL_SHUTDOWN],
+                ..RouteAttributes::default()
+            },
+        );
+        assert!(r.needs_apply(&draining));
+        r.applied(&draining);
+        assert!(!r.needs_apply(&draining));
+        assert!(r.needs_apply(&up));
     }
 
     #[test]
