@@ -13,6 +13,7 @@ fn attributes(four: bool) -> Attributes {
         four_octet_as: four,
         next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
         local_pref: None,
+        ..Attributes::default()
     }
 }
 
@@ -293,7 +294,11 @@ fn build_updates_packs_within_the_size_limit() {
     let many: Vec<IpNet> = (0..5000u32)
         .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()))
         .collect();
-    let updates = build_updates(&many[..100], &many[100..], &attributes(true), None);
+    let updates = build_updates(
+        &many[..100],
+        &[(attributes(true), many[100..].to_vec())],
+        None,
+    );
     assert!(updates.len() > 1);
     let mut announced = 0;
     let mut withdrawn = 0;
@@ -328,7 +333,7 @@ proptest! {
         let mut attrs = attributes(four);
         attrs.as_path = vec![asn];
         attrs.local_pref = local_pref;
-        let updates = build_updates(&withdrawn, &announced, &attrs, Some("2001:db8::1".parse().unwrap()));
+        let updates = build_updates(&withdrawn, &[(attrs, announced.clone())], Some("2001:db8::1".parse().unwrap()));
         let mut got_w = Vec::new();
         let mut got_a = Vec::new();
         for u in &updates {

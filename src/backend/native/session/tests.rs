@@ -41,8 +41,10 @@ fn open_with(capabilities: Vec<Capability>) -> Incoming {
     })
 }
 
-fn routes(list: &[&str]) -> BTreeSet<IpNet> {
-    list.iter().map(|r| r.parse().unwrap()).collect()
+fn routes(list: &[&str]) -> Arc<RouteSet> {
+    Arc::new(crate::route::plain_routes(
+        list.iter().map(|r| r.parse::<IpNet>().unwrap()),
+    ))
 }
 
 fn sent_updates(actions: &[Action]) -> Vec<Update> {
