@@ -86,13 +86,16 @@ control:
 services:
   - name: web
     check_interval: 200ms
+    # A slow answer on a busy machine must not flip the state (a Down
+    # service drains by withdrawing at once).
+    fall: 3
     strategy: all
     routes: ["{ROUTE}"]
     checks:
       - kind: http_2xx
-        spec: {{url: "{check_a}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
+        spec: {{url: "{check_a}", method: GET, tries: 1, interval: 50ms, timeout: 1s}}
       - kind: http_2xx
-        spec: {{url: "{check_b}", method: GET, tries: 1, interval: 50ms, timeout: 500ms}}
+        spec: {{url: "{check_b}", method: GET, tries: 1, interval: 50ms, timeout: 1s}}
 "#,
         socket = dir.join("ctl.sock").display(),
         state = dir.join("drains.json").display(),
@@ -309,7 +312,8 @@ fn bird_receives_each_states_attributes() {
     let drained_for = drained_at.elapsed();
     assert!(
         drained_for >= Duration::from_millis(2500),
-        "withdrawn after {drained_for:?}, before drain_time (3 s)"
+        "withdrawn after {drained_for:?}, before drain_time (3 s)\n--- anycastd log ---\n{}",
+        tail(&log, 40)
     );
     assert!(
         control(dir.path(), &config, "undrain"),
@@ -325,7 +329,13 @@ fn bird_receives_each_states_attributes() {
     both("reloaded: med 20", e, i);
 
     // No session was reset along the way: every change was an UPDATE.
-    assert_eq!(protocol_line(&ebgp), ebgp_since, "the eBGP session reset");
-    assert_eq!(protocol_line(&ibgp), ibgp_since, "the iBGP session reset");
+    for (bird, since, which) in [(&ebgp, &ebgp_since, "eBGP"), (&ibgp, &ibgp_since, "iBGP")] {
+        assert_eq!(
+            &protocol_line(bird),
+            since,
+            "the {which} session reset\n--- anycastd log ---\n{}",
+            tail(&log, 40)
+        );
+    }
     drop(anycastd);
 }
