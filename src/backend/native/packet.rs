@@ -2,7 +2,9 @@
 //!
 //! Supported: OPEN with capabilities (RFC 5492) for multiprotocol (RFC 4760),
 //! route refresh (RFC 2918) and 4-octet AS numbers (RFC 6793); UPDATE with
-//! IPv4 NLRI and IPv6 in MP_REACH/MP_UNREACH; KEEPALIVE; NOTIFICATION with
+//! IPv4 NLRI and IPv6 in MP_REACH/MP_UNREACH, carrying ORIGIN, AS_PATH (with
+//! prepends), NEXT_HOP, MULTI_EXIT_DISC, LOCAL_PREF, COMMUNITIES (RFC 1997)
+//! and LARGE_COMMUNITY (RFC 8092) in ascending type order; KEEPALIVE; NOTIFICATION with
 //! the RFC 8203 shutdown communication; ROUTE-REFRESH. Decoding validates
 //! what it reads and reports errors as the NOTIFICATION they call for;
 //! attribute errors RFC 7606 allows to treat as withdraw are reported as such

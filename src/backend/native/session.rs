@@ -826,7 +826,12 @@ impl Session {
         // withdraw, RFC 4271 §3.1), so nothing is withdrawn in between.
         let announce: Vec<(IpNet, Arc<RouteAttributes>)> = wanted
             .iter()
-            .filter(|(p, a)| self.announced.get(p).is_none_or(|old| **old != ***a))
+            .filter(|(p, a)| {
+                // Shared profiles make the pointer test the usual answer.
+                self.announced
+                    .get(p)
+                    .is_none_or(|old| !Arc::ptr_eq(old, a) && **old != ***a)
+            })
             .map(|(p, a)| (*p, a.clone()))
             .collect();
         self.send_updates(side, &withdraw, &announce, out);
