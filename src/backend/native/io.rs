@@ -204,11 +204,7 @@ impl PeerIo {
         self.announced.report(&reported_as, session.announced());
 
         let initial = desired.borrow_and_update().routes.clone();
-        // TODO(attributes): send the attributes; only prefixes for now.
-        let mut pending: Vec<Event> = vec![
-            Event::Desired(initial.keys().copied().collect()),
-            Event::Start,
-        ];
+        let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
         loop {
             // Feed queued events; carry out every resulting action.
             while !pending.is_empty() {
@@ -355,7 +351,7 @@ impl PeerIo {
                         continue;
                     }
                     let routes = desired.borrow_and_update().clone();
-                    pending.push(Event::Desired(routes.routes.keys().copied().collect()));
+                    pending.push(Event::Desired(routes.routes.clone()));
                     if let Some(at) = routes.changed_at
                         && session.state() == State::Established
                     {

@@ -2,7 +2,9 @@
 //!
 //! Supported: OPEN with capabilities (RFC 5492) for multiprotocol (RFC 4760),
 //! route refresh (RFC 2918) and 4-octet AS numbers (RFC 6793); UPDATE with
-//! IPv4 NLRI and IPv6 in MP_REACH/MP_UNREACH; KEEPALIVE; NOTIFICATION with
+//! IPv4 NLRI and IPv6 in MP_REACH/MP_UNREACH, carrying ORIGIN, AS_PATH (with
+//! prepends), NEXT_HOP, MULTI_EXIT_DISC, LOCAL_PREF, COMMUNITIES (RFC 1997)
+//! and LARGE_COMMUNITY (RFC 8092) in ascending type order; KEEPALIVE; NOTIFICATION with
 //! the RFC 8203 shutdown communication; ROUTE-REFRESH. Decoding validates
 //! what it reads and reports errors as the NOTIFICATION they call for;
 //! attribute errors RFC 7606 allows to treat as withdraw are reported as such
@@ -11,6 +13,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::route::{Community, LargeCommunity};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
@@ -123,26 +127,34 @@ impl Open {
 }
 
 /// ORIGIN values (RFC 4271 §5.1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Origin {
+    #[default]
     Igp,
     Egp,
     Incomplete,
 }
 
-/// The path attributes anycastd sends. Received attributes are validated
-/// but not kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The path attributes anycastd sends. Received attributes are validated;
+/// the few [`ReceivedUpdate`] reports are kept only for tests and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Attributes {
     pub origin: Origin,
-    /// AS_SEQUENCE; empty for iBGP.
+    /// AS_SEQUENCE: the local AS (eBGP) and its prepends; empty for iBGP
+    /// without prepends. Split into segments of at most 255.
     pub as_path: Vec<u32>,
     /// Whether AS numbers in AS_PATH take 4 octets (RFC 6793 negotiated).
     pub four_octet_as: bool,
     /// NEXT_HOP for IPv4 NLRI.
     pub next_hop: Option<Ipv4Addr>,
+    /// MULTI_EXIT_DISC (type 4).
+    pub med: Option<u32>,
     /// LOCAL_PREF (iBGP only).
     pub local_pref: Option<u32>,
+    /// COMMUNITIES (type 8, RFC 1997); none sends no attribute.
+    pub communities: Vec<Community>,
+    /// LARGE_COMMUNITY (type 32, RFC 8092); none sends no attribute.
+    pub large_communities: Vec<LargeCommunity>,
 }
 
 /// An UPDATE, in the terms anycastd uses: prefixes to announce (with one
@@ -362,6 +374,24 @@ fn push_attribute(out: &mut Vec<u8>, flags: u8, code: u8, value: &[u8]) {
 
 const WELL_KNOWN: u8 = 0x40;
 const OPTIONAL_NON_TRANSITIVE: u8 = 0x80;
+const OPTIONAL_TRANSITIVE: u8 = 0xc0;
+
+/// AS_SEQUENCE segments of at most 255 ASes each.
+fn encode_as_path(path: &[u32], four_octet_as: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for segment in path.chunks(255) {
+        out.push(2); // AS_SEQUENCE
+        out.push(segment.len() as u8);
+        for asn in segment {
+            if four_octet_as {
+                out.extend(asn.to_be_bytes());
+            } else {
+                out.extend(u16::try_from(*asn).unwrap_or(AS_TRANS).to_be_bytes());
+            }
+        }
+    }
+    out
+}
 
 fn encode_update(update: &Update) -> Vec<u8> {
     let v4 = |list: &[IpNet]| -> Vec<IpNet> {
@@ -392,35 +422,29 @@ fn encode_update(update: &Update) -> Vec<u8> {
             Origin::Egp => 1,
             Origin::Incomplete => 2,
         };
-        push_attribute(&mut attrs, WELL_KNOWN, 1, &[origin]);
-        let mut path = Vec::new();
-        if !a.as_path.is_empty() {
-            path.push(2); // AS_SEQUENCE
-            path.push(a.as_path.len() as u8);
-            for asn in &a.as_path {
-                if a.four_octet_as {
-                    path.extend(asn.to_be_bytes());
-                } else {
-                    path.extend(u16::try_from(*asn).unwrap_or(AS_TRANS).to_be_bytes());
-                }
-            }
-        }
-        push_attribute(&mut attrs, WELL_KNOWN, 2, &path);
+        // (type code, flags, value), sent in ascending type order.
+        let mut list: Vec<(u8, u8, Vec<u8>)> = vec![
+            (1, WELL_KNOWN, vec![origin]),
+            (2, WELL_KNOWN, encode_as_path(&a.as_path, a.four_octet_as)),
+        ];
         if !announced4.is_empty()
             && let Some(nh) = a.next_hop
         {
-            push_attribute(&mut attrs, WELL_KNOWN, 3, &nh.octets());
+            list.push((3, WELL_KNOWN, nh.octets().to_vec()));
+        }
+        if let Some(med) = a.med {
+            list.push((4, OPTIONAL_NON_TRANSITIVE, med.to_be_bytes().to_vec()));
         }
         if let Some(lp) = a.local_pref {
-            push_attribute(&mut attrs, WELL_KNOWN, 5, &lp.to_be_bytes());
+            list.push((5, WELL_KNOWN, lp.to_be_bytes().to_vec()));
         }
-        // A 4-octet AS spoken to an old speaker travels in AS4_PATH (RFC 6793 §4.2.2).
-        if !a.four_octet_as && a.as_path.iter().any(|asn| *asn > u32::from(u16::MAX)) {
-            let mut path4 = vec![2, a.as_path.len() as u8];
-            for asn in &a.as_path {
-                path4.extend(asn.to_be_bytes());
-            }
-            push_attribute(&mut attrs, 0xc0, 17, &path4);
+        if !a.communities.is_empty() {
+            let value = a
+                .communities
+                .iter()
+                .flat_map(|c| c.0.to_be_bytes())
+                .collect();
+            list.push((8, OPTIONAL_TRANSITIVE, value));
         }
         if !announced6.is_empty() {
             let nh = update.next_hop6.unwrap_or(Ipv6Addr::UNSPECIFIED);
@@ -430,10 +454,33 @@ fn encode_update(update: &Update) -> Vec<u8> {
             for p in &announced6 {
                 encode_prefix(&mut value, p);
             }
-            push_attribute(&mut attrs, OPTIONAL_NON_TRANSITIVE, 14, &value);
+            list.push((14, OPTIONAL_NON_TRANSITIVE, value));
         }
-    }
-    if !withdrawn6.is_empty() || update.end_of_rib == Some(Family::Ipv6Unicast) {
+        // A 4-octet AS spoken to an old speaker travels in AS4_PATH (RFC 6793 §4.2.2).
+        if !a.four_octet_as && a.as_path.iter().any(|asn| *asn > u32::from(u16::MAX)) {
+            list.push((17, OPTIONAL_TRANSITIVE, encode_as_path(&a.as_path, true)));
+        }
+        if !a.large_communities.is_empty() {
+            let value = a
+                .large_communities
+                .iter()
+                .flat_map(|c| [c.0, c.1, c.2])
+                .flat_map(u32::to_be_bytes)
+                .collect();
+            list.push((32, OPTIONAL_TRANSITIVE, value));
+        }
+        if !withdrawn6.is_empty() {
+            let mut value = vec![0, 2, 1];
+            for p in &withdrawn6 {
+                encode_prefix(&mut value, p);
+            }
+            list.push((15, OPTIONAL_NON_TRANSITIVE, value));
+        }
+        list.sort_by_key(|(code, _, _)| *code);
+        for (code, flags, value) in list {
+            push_attribute(&mut attrs, flags, code, &value);
+        }
+    } else if !withdrawn6.is_empty() || update.end_of_rib == Some(Family::Ipv6Unicast) {
         let mut value = vec![0, 2, 1];
         for p in &withdrawn6 {
             encode_prefix(&mut value, p);
@@ -455,16 +502,15 @@ fn encode_update(update: &Update) -> Vec<u8> {
 
 /// Packs withdrawals and announcements into as few UPDATEs as fit in 4096
 /// bytes each: withdrawals first (IPv4 in the withdrawn field, IPv6 in
-/// MP_UNREACH), then announcements sharing `attributes`.
+/// MP_UNREACH), then each group of announcements sharing one set of
+/// attributes (an UPDATE carries one set), in the order given.
 pub fn build_updates(
     withdrawn: &[IpNet],
-    announced: &[IpNet],
-    attributes: &Attributes,
+    announced: &[(Attributes, Vec<IpNet>)],
     next_hop6: Option<Ipv6Addr>,
 ) -> Vec<Update> {
-    // Room for prefixes once the header, length fields and attributes are
-    // counted (attributes: < 64 bytes plus the MP header of up to 25).
-    const BUDGET: usize = MAX_MESSAGE_LEN - HEADER_LEN - 4 - 128;
+    // Room for withdrawn prefixes once the header and length fields are counted.
+    const BUDGET: usize = MAX_MESSAGE_LEN - HEADER_LEN - 4 - 8;
     let mut updates = Vec::new();
     for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
         let mut batch = Vec::new();
@@ -487,27 +533,44 @@ pub fn build_updates(
             });
         }
     }
-    for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
-        let mut batch = Vec::new();
-        let mut used = 0;
-        let flush = |batch: &mut Vec<IpNet>, updates: &mut Vec<Update>| {
-            updates.push(Update {
-                announced: std::mem::take(batch),
+    for (attributes, prefixes) in announced {
+        for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            let Some(first) = prefixes.iter().find(|p| Family::of(p) == family) else {
+                continue;
+            };
+            // What the attributes cost, measured: a one-prefix UPDATE less
+            // its prefix, plus a byte for MP_REACH turning extended length.
+            let overhead = encode(&Message::Update(Update {
+                announced: vec![*first],
                 attributes: Some(attributes.clone()),
                 next_hop6,
                 ..Update::default()
-            });
-        };
-        for p in announced.iter().filter(|p| Family::of(p) == family) {
-            if used + prefix_wire_len(p) > BUDGET {
-                flush(&mut batch, &mut updates);
-                used = 0;
+            }))
+            .len()
+                - prefix_wire_len(first)
+                + 1;
+            let budget = MAX_MESSAGE_LEN.saturating_sub(overhead);
+            let mut batch = Vec::new();
+            let mut used = 0;
+            let flush = |batch: &mut Vec<IpNet>, updates: &mut Vec<Update>| {
+                updates.push(Update {
+                    announced: std::mem::take(batch),
+                    attributes: Some(attributes.clone()),
+                    next_hop6,
+                    ..Update::default()
+                });
+            };
+            for p in prefixes.iter().filter(|p| Family::of(p) == family) {
+                if !batch.is_empty() && used + prefix_wire_len(p) > budget {
+                    flush(&mut batch, &mut updates);
+                    used = 0;
+                }
+                used += prefix_wire_len(p);
+                batch.push(*p);
             }
-            used += prefix_wire_len(p);
-            batch.push(*p);
-        }
-        if !batch.is_empty() {
-            flush(&mut batch, &mut updates);
+            if !batch.is_empty() {
+                flush(&mut batch, &mut updates);
+            }
         }
     }
     updates
@@ -574,6 +637,12 @@ pub struct ReceivedUpdate {
     /// An attribute error RFC 7606 handles as "treat as withdraw".
     pub treat_as_withdraw: Option<String>,
     pub end_of_rib: Option<Family>,
+    /// The AS_PATH's ASes, segment after segment (for tests and logs).
+    pub as_path: Vec<u32>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    pub communities: Vec<Community>,
+    pub large_communities: Vec<LargeCommunity>,
 }
 
 /// A decoded incoming message.
@@ -686,6 +755,11 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
         router_id,
         capabilities,
     })
+}
+
+/// The first four bytes of `bytes` (which has them), big-endian.
+fn be_u32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 fn malformed_attributes() -> DecodeError {
@@ -848,10 +922,42 @@ fn decode_update(body: &[u8], four_octet_as: bool) -> Result<ReceivedUpdate, Dec
                 }
                 if segments.len() == 1 {
                     treat_as_withdraw("malformed AS_PATH".into(), &mut update);
+                } else if segments.is_empty() {
+                    let mut segments = value;
+                    while let [_, count, rest @ ..] = segments {
+                        let need = usize::from(*count) * width;
+                        update.as_path.extend(
+                            rest[..need]
+                                .chunks(width)
+                                .map(|c| c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))),
+                        );
+                        segments = &rest[need..];
+                    }
                 }
             }
             3 if len != 4 => treat_as_withdraw("malformed NEXT_HOP".into(), &mut update),
             5 if len != 4 => treat_as_withdraw("malformed LOCAL_PREF".into(), &mut update),
+            5 => update.local_pref = Some(be_u32(value)),
+            4 | 8 | 32 if !optional => {
+                treat_as_withdraw(
+                    format!("attribute {code} has flags {flags:#04x}"),
+                    &mut update,
+                );
+            }
+            // RFC 7606 §7.4, §7.8; RFC 8092 §6.
+            4 if len != 4 => treat_as_withdraw("malformed MULTI_EXIT_DISC".into(), &mut update),
+            4 => update.med = Some(be_u32(value)),
+            8 if len % 4 != 0 => treat_as_withdraw("malformed COMMUNITIES".into(), &mut update),
+            8 => update.communities = value.chunks(4).map(|c| Community(be_u32(c))).collect(),
+            32 if len % 12 != 0 => {
+                treat_as_withdraw("malformed LARGE_COMMUNITY".into(), &mut update);
+            }
+            32 => {
+                update.large_communities = value
+                    .chunks(12)
+                    .map(|c| LargeCommunity(be_u32(&c[..4]), be_u32(&c[4..8]), be_u32(&c[8..])))
+                    .collect();
+            }
             14 => {
                 // MP_REACH_NLRI: AFI, SAFI, next hop, reserved, NLRI.
                 let [a0, a1, safi, nh_len, ..] = value else {

@@ -23,11 +23,14 @@
 //! same waits every run. The peer's own Cease is not a failure of ours and
 //! does not lengthen the wait; reaching Established starts it over.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::route::{RouteAttributes, RouteSet};
 
 use super::packet::{
     AS_TRANS, Attributes, Capability, Family, Incoming, Message, Notification, Open, Origin,
@@ -123,8 +126,9 @@ pub enum Event {
     /// is owed.
     Invalid(Side, Notification),
     TimerFired(Timer),
-    /// The engine's desired routes changed.
-    Desired(BTreeSet<IpNet>),
+    /// The engine's desired routes changed: each prefix with the
+    /// attributes to announce it with (the class is not used).
+    Desired(Arc<RouteSet>),
     /// Shut down: withdraw, say goodbye, close.
     Stop,
 }
@@ -302,9 +306,12 @@ pub struct Session {
     /// The state last reported with [`Action::StateChanged`].
     state: State,
     started: bool,
-    desired: BTreeSet<IpNet>,
-    /// What the peer has been sent and not withdrawn.
-    announced: BTreeSet<IpNet>,
+    desired: Arc<RouteSet>,
+    /// What the peer has been sent and not withdrawn, with the attributes
+    /// it was last sent with.
+    announced: BTreeMap<IpNet, Arc<RouteAttributes>>,
+    /// The keys of `announced`, for [`Session::announced`].
+    announced_prefixes: BTreeSet<IpNet>,
     /// Desired prefixes left out for want of a next hop, reported once per
     /// session.
     unannounceable: BTreeSet<IpNet>,
@@ -327,8 +334,9 @@ impl Session {
             config,
             state: State::Idle,
             started: false,
-            desired: BTreeSet::new(),
-            announced: BTreeSet::new(),
+            desired: Arc::default(),
+            announced: BTreeMap::new(),
+            announced_prefixes: BTreeSet::new(),
             unannounceable: BTreeSet::new(),
             missing_families: BTreeSet::new(),
             conns: [None, None],
@@ -343,8 +351,21 @@ impl Session {
         self.state
     }
 
+    /// The prefixes the peer has been sent and not withdrawn.
     pub fn announced(&self) -> &BTreeSet<IpNet> {
-        &self.announced
+        &self.announced_prefixes
+    }
+
+    /// The attributes `prefix` was last announced with, if it is announced.
+    pub fn announced_attributes(&self, prefix: &IpNet) -> Option<&RouteAttributes> {
+        self.announced.get(prefix).map(|a| &**a)
+    }
+
+    /// Forgets what the peer was sent (the session went down, or is about
+    /// to send everything again).
+    fn forget_announced(&mut self) {
+        self.announced.clear();
+        self.announced_prefixes.clear();
     }
 
     /// Whether AS numbers on this connection take 4 octets (for decoding).
@@ -487,9 +508,9 @@ impl Session {
             Event::Stop => {
                 self.stopping = true;
                 if let Some(side) = self.established() {
-                    let withdraw: Vec<IpNet> = self.announced.iter().copied().collect();
+                    let withdraw: Vec<IpNet> = self.announced.keys().copied().collect();
                     self.send_updates(side, &withdraw, &[], &mut out);
-                    self.announced.clear();
+                    self.forget_announced();
                     out.push(Action::Down("shutting down".into()));
                 }
                 for side in [Side::Outgoing, Side::Incoming] {
@@ -594,7 +615,7 @@ impl Session {
                 if std::mem::take(&mut self.unreachable) {
                     out.push(Action::Reachable);
                 }
-                self.announced.clear();
+                self.forget_announced();
                 self.sync(out);
                 for family in self.families() {
                     out.push(Action::Send(
@@ -620,11 +641,11 @@ impl Session {
                     (2, 1) => Family::Ipv6Unicast,
                     _ => return,
                 };
-                let again: Vec<IpNet> = self
+                let again: Vec<(IpNet, Arc<RouteAttributes>)> = self
                     .announced
                     .iter()
-                    .filter(|p| Family::of(p) == family)
-                    .copied()
+                    .filter(|(p, _)| Family::of(p) == family)
+                    .map(|(p, a)| (*p, a.clone()))
                     .collect();
                 self.send_updates(side, &[], &again, out);
                 out.push(Action::Send(
@@ -771,11 +792,16 @@ impl Session {
         // IPv4 NLRI need an IPv4 NEXT_HOP, which an IPv6 session only has
         // when one is configured: without it peers refuse the UPDATE (FRR:
         // "Missing well-known attribute NEXT_HOP").
-        let (wanted, unannounceable): (BTreeSet<IpNet>, BTreeSet<IpNet>) = self
+        let (wanted, unannounceable): (Vec<_>, Vec<_>) = self
             .desired
             .iter()
-            .filter(|p| families.contains(&Family::of(p)))
-            .partition(|p| has_next_hop4 || Family::of(p) != Family::Ipv4Unicast);
+            .filter(|(p, _)| families.contains(&Family::of(p)))
+            .partition(|(p, _)| has_next_hop4 || Family::of(p) != Family::Ipv4Unicast);
+        let wanted: BTreeMap<IpNet, Arc<RouteAttributes>> = wanted
+            .into_iter()
+            .map(|(p, a)| (*p, a.attributes.clone()))
+            .collect();
+        let unannounceable: BTreeSet<IpNet> = unannounceable.into_iter().map(|(p, _)| *p).collect();
         let unreported: Vec<IpNet> = unannounceable
             .difference(&self.unannounceable)
             .copied()
@@ -789,9 +815,27 @@ impl Session {
             });
             self.unannounceable.extend(unannounceable);
         }
-        let withdraw: Vec<IpNet> = self.announced.difference(&wanted).copied().collect();
-        let announce: Vec<IpNet> = wanted.difference(&self.announced).copied().collect();
+        let withdraw: Vec<IpNet> = self
+            .announced
+            .keys()
+            .filter(|p| !wanted.contains_key(p))
+            .copied()
+            .collect();
+        // New prefixes, and prefixes whose attributes changed: an UPDATE
+        // with the new attributes replaces the old route (implicit
+        // withdraw, RFC 4271 §3.1), so nothing is withdrawn in between.
+        let announce: Vec<(IpNet, Arc<RouteAttributes>)> = wanted
+            .iter()
+            .filter(|(p, a)| {
+                // Shared profiles make the pointer test the usual answer.
+                self.announced
+                    .get(p)
+                    .is_none_or(|old| !Arc::ptr_eq(old, a) && **old != ***a)
+            })
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
         self.send_updates(side, &withdraw, &announce, out);
+        self.announced_prefixes = wanted.keys().copied().collect();
         self.announced = wanted;
     }
 
@@ -807,7 +851,7 @@ impl Session {
             }
             let routes = self
                 .desired
-                .iter()
+                .keys()
                 .filter(|p| Family::of(p) == family)
                 .count();
             if routes > 0 && self.missing_families.insert(family) {
@@ -826,11 +870,13 @@ impl Session {
         })
     }
 
+    /// Sends UPDATEs withdrawing `withdraw` and announcing `announce`: one
+    /// group of UPDATEs per distinct set of attributes.
     fn send_updates(
         &self,
         side: Side,
         withdraw: &[IpNet],
-        announce: &[IpNet],
+        announce: &[(IpNet, Arc<RouteAttributes>)],
         out: &mut Vec<Action>,
     ) {
         if withdraw.is_empty() && announce.is_empty() {
@@ -839,23 +885,35 @@ impl Session {
         let Some(conn) = self.conn(side) else { return };
         let Some(n) = &conn.negotiated else { return };
         let external = self.config.local_asn != self.config.remote_asn;
-        let attributes = Attributes {
-            origin: Origin::Igp,
-            as_path: if external {
-                vec![self.config.local_asn]
-            } else {
-                Vec::new()
-            },
-            four_octet_as: n.four_octet_as,
-            next_hop: self.next_hop4(),
-            local_pref: (!external).then_some(100),
-        };
+        let mut groups: BTreeMap<&RouteAttributes, Vec<IpNet>> = BTreeMap::new();
+        for (prefix, attributes) in announce {
+            groups.entry(&**attributes).or_default().push(*prefix);
+        }
+        let next_hop4 = self.next_hop4();
+        let groups: Vec<(Attributes, Vec<IpNet>)> = groups
+            .into_iter()
+            .map(|(route, prefixes)| {
+                // The local AS once on eBGP (none on iBGP), then the prepends.
+                let own = usize::from(external) + usize::from(route.prepend);
+                let attributes = Attributes {
+                    origin: Origin::Igp,
+                    as_path: vec![self.config.local_asn; own],
+                    four_octet_as: n.four_octet_as,
+                    next_hop: next_hop4,
+                    med: route.med,
+                    local_pref: (!external).then(|| route.local_pref.unwrap_or(100)),
+                    communities: route.communities.clone(),
+                    large_communities: route.large_communities.clone(),
+                };
+                (attributes, prefixes)
+            })
+            .collect();
         let next_hop6 = self.config.next_hop6.or(match conn.local {
             IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => Some(a),
             IpAddr::V6(a) => a.to_ipv4_mapped().map(|v4| v4.to_ipv6_mapped()),
             IpAddr::V4(a) => Some(a.to_ipv6_mapped()),
         });
-        for update in build_updates(withdraw, announce, &attributes, next_hop6) {
+        for update in build_updates(withdraw, &groups, next_hop6) {
             out.push(Action::Send(side, Message::Update(update)));
         }
     }
@@ -882,7 +940,7 @@ impl Session {
         out.push(Action::CancelTimer(Timer::Keepalive(side)));
         if conn.state == State::Established {
             out.push(Action::CancelTimer(Timer::Stable));
-            self.announced.clear();
+            self.forget_announced();
             self.unannounceable.clear();
             self.reconnect.session_ended(cause == Cause::Failure);
             out.push(Action::Down(why));

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::route::{Community, LargeCommunity};
 
 fn net(p: &str) -> IpNet {
     p.parse().unwrap()
@@ -13,6 +14,7 @@ fn attributes(four: bool) -> Attributes {
         four_octet_as: four,
         next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
         local_pref: None,
+        ..Attributes::default()
     }
 }
 
@@ -293,7 +295,11 @@ fn build_updates_packs_within_the_size_limit() {
     let many: Vec<IpNet> = (0..5000u32)
         .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()))
         .collect();
-    let updates = build_updates(&many[..100], &many[100..], &attributes(true), None);
+    let updates = build_updates(
+        &many[..100],
+        &[(attributes(true), many[100..].to_vec())],
+        None,
+    );
     assert!(updates.len() > 1);
     let mut announced = 0;
     let mut withdrawn = 0;
@@ -324,11 +330,18 @@ proptest! {
         four in any::<bool>(),
         asn in 1u32..,
         local_pref in proptest::option::of(any::<u32>()),
+        med in proptest::option::of(any::<u32>()),
+        prepend in 0usize..300,
+        communities in proptest::collection::vec(any::<u32>(), 0..40),
+        large in proptest::collection::vec(any::<(u32, u32, u32)>(), 0..20),
     ) {
         let mut attrs = attributes(four);
-        attrs.as_path = vec![asn];
+        attrs.as_path = vec![asn; 1 + prepend];
         attrs.local_pref = local_pref;
-        let updates = build_updates(&withdrawn, &announced, &attrs, Some("2001:db8::1".parse().unwrap()));
+        attrs.med = med;
+        attrs.communities = communities.into_iter().map(Community).collect();
+        attrs.large_communities = large.into_iter().map(|(a, b, c)| LargeCommunity(a, b, c)).collect();
+        let updates = build_updates(&withdrawn, &[(attrs.clone(), announced.clone())], Some("2001:db8::1".parse().unwrap()));
         let mut got_w = Vec::new();
         let mut got_a = Vec::new();
         for u in &updates {
@@ -337,6 +350,15 @@ proptest! {
             match decode(&bytes, four).unwrap() {
                 Incoming::Update(r) => {
                     prop_assert_eq!(r.treat_as_withdraw, None);
+                    if !r.announced.is_empty() {
+                        if four {
+                            prop_assert_eq!(&r.as_path, &attrs.as_path);
+                        }
+                        prop_assert_eq!(r.med, attrs.med);
+                        prop_assert_eq!(r.local_pref, attrs.local_pref);
+                        prop_assert_eq!(&r.communities, &attrs.communities);
+                        prop_assert_eq!(&r.large_communities, &attrs.large_communities);
+                    }
                     got_w.extend(r.withdrawn);
                     got_a.extend(r.announced);
                 }
@@ -491,4 +513,148 @@ fn unparseable_nlri_still_resets() {
         fatal(&update_bytes(&[0x80, 15, 5, 0, 2, 1, 64, 0x20], &[])),
         (3, 10)
     );
+}
+
+/// Every attribute anycastd sends, in ascending type order with the flags
+/// RFC 4271, 1997 and 8092 give them, and back through the decoder.
+#[test]
+fn route_attributes_are_encoded_in_type_order_and_decode() {
+    let attrs = Attributes {
+        origin: Origin::Igp,
+        as_path: vec![65001; 3],
+        four_octet_as: true,
+        next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        med: Some(10),
+        local_pref: Some(200),
+        communities: vec![Community::new(65000, 1), Community::GRACEFUL_SHUTDOWN],
+        large_communities: vec![LargeCommunity(65000, 1, 2)],
+    };
+    let update = Update {
+        announced: vec![net("192.0.2.10/32"), net("2001:db8::10/128")],
+        attributes: Some(attrs.clone()),
+        next_hop6: Some("2001:db8::1".parse().unwrap()),
+        ..Update::default()
+    };
+    let bytes = encode(&Message::Update(update.clone()));
+    // Walk the attribute block: (flags, type) in order.
+    let body = &bytes[HEADER_LEN..];
+    let attrs_len = usize::from(u16::from_be_bytes([body[2], body[3]]));
+    let mut rest = &body[4..4 + attrs_len];
+    let mut seen = Vec::new();
+    while let Some(h) = attribute_header(rest) {
+        seen.push((h.flags & !0x10, h.code));
+        if h.code == 4 {
+            assert_eq!(&rest[h.header..h.header + h.len], 10u32.to_be_bytes());
+        }
+        if h.code == 8 {
+            assert_eq!(
+                &rest[h.header..h.header + h.len],
+                [0xfd, 0xe8, 0, 1, 0xff, 0xff, 0, 0]
+            );
+        }
+        rest = &rest[h.header + h.len..];
+    }
+    assert!(rest.is_empty());
+    assert_eq!(
+        seen,
+        [
+            (0x40, 1),
+            (0x40, 2),
+            (0x40, 3),
+            (0x80, 4),
+            (0x40, 5),
+            (0xc0, 8),
+            (0x80, 14),
+            (0xc0, 32)
+        ]
+    );
+    let got = roundtrip_update(&update);
+    assert_eq!(got.treat_as_withdraw, None);
+    assert_eq!(got.announced, update.announced);
+    assert_eq!(got.as_path, [65001, 65001, 65001]);
+    assert_eq!(got.med, Some(10));
+    assert_eq!(got.local_pref, Some(200));
+    assert_eq!(got.communities, attrs.communities);
+    assert_eq!(got.large_communities, attrs.large_communities);
+}
+
+/// No extra attributes send none: the plain UPDATE is as before.
+#[test]
+fn plain_attributes_send_no_optional_attributes() {
+    let update = Update {
+        announced: vec![net("192.0.2.10/32")],
+        attributes: Some(attributes(true)),
+        ..Update::default()
+    };
+    let got = roundtrip_update(&update);
+    assert_eq!(got.med, None);
+    assert!(got.communities.is_empty() && got.large_communities.is_empty());
+    // ORIGIN 4 + AS_PATH 9 + NEXT_HOP 7 bytes, nothing else.
+    let body = &encode(&Message::Update(update))[HEADER_LEN..];
+    assert_eq!(u16::from_be_bytes([body[2], body[3]]), 20);
+}
+
+/// A path longer than 255 ASes (prepend 255 on eBGP) takes two segments.
+#[test]
+fn long_as_paths_split_into_segments_of_255() {
+    for four in [true, false] {
+        let mut attrs = attributes(four);
+        attrs.as_path = vec![65001; 256];
+        let update = Update {
+            announced: vec![net("192.0.2.10/32")],
+            attributes: Some(attrs),
+            ..Update::default()
+        };
+        let bytes = encode(&Message::Update(update));
+        match decode(&bytes, four).unwrap() {
+            Incoming::Update(r) => {
+                assert_eq!(r.treat_as_withdraw, None);
+                assert_eq!(r.as_path.len(), 256);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Many communities shrink the room for prefixes; every UPDATE still fits.
+#[test]
+fn build_updates_counts_the_attributes_against_the_size_limit() {
+    let mut attrs = attributes(true);
+    attrs.communities = (0..400).map(Community).collect();
+    attrs.large_communities = (0..50).map(|i| LargeCommunity(i, i, i)).collect();
+    let many: Vec<IpNet> = (0..3000u32)
+        .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()))
+        .chain((0..3000u128).map(|i| {
+            IpNet::V6(Ipv6Net::new(Ipv6Addr::from((0x2001_0db8u128 << 96) + i), 128).unwrap())
+        }))
+        .collect();
+    let updates = build_updates(&[], &[(attrs, many)], Some("2001:db8::1".parse().unwrap()));
+    let mut announced = 0;
+    for u in &updates {
+        let bytes = encode(&Message::Update(u.clone()));
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "{}", bytes.len());
+        let got = roundtrip_update(u);
+        assert_eq!(got.treat_as_withdraw, None);
+        assert_eq!(got.communities.len(), 400);
+        announced += got.announced.len();
+    }
+    assert_eq!(announced, 6000);
+}
+
+/// Malformed MED, COMMUNITIES and LARGE_COMMUNITY are treat-as-withdraw
+/// (RFC 7606 §7.4, §7.8, RFC 8092 §6), as are wrong flags on them.
+#[test]
+fn malformed_optional_attributes_are_treat_as_withdraw() {
+    for extra in [
+        vec![0x80, 4, 3, 0, 0, 1],     // MED of 3 bytes
+        vec![0xc0, 8, 3, 0, 0, 1],     // COMMUNITIES not a multiple of 4
+        vec![0xc0, 32, 4, 0, 0, 0, 1], // LARGE_COMMUNITY not of 12
+        vec![0x40, 4, 4, 0, 0, 0, 1],  // MED flagged well-known
+    ] {
+        let mut attrs = GOOD_ATTRS.to_vec();
+        attrs.extend(&extra);
+        let got = decoded_update(&update_bytes(&attrs, &NLRI_192_0_2_1));
+        assert!(got.treat_as_withdraw.is_some(), "{extra:?}");
+        assert_eq!(got.announced, [net("192.0.2.1/32")]);
+    }
 }

@@ -41,8 +41,10 @@ fn open_with(capabilities: Vec<Capability>) -> Incoming {
     })
 }
 
-fn routes(list: &[&str]) -> BTreeSet<IpNet> {
-    list.iter().map(|r| r.parse().unwrap()).collect()
+fn routes(list: &[&str]) -> Arc<RouteSet> {
+    Arc::new(crate::route::plain_routes(
+        list.iter().map(|r| r.parse::<IpNet>().unwrap()),
+    ))
 }
 
 fn sent_updates(actions: &[Action]) -> Vec<Update> {
@@ -753,5 +755,169 @@ fn ipv4_routes_need_an_ipv4_next_hop_on_an_ipv6_session() {
     assert_eq!(
         v4.attributes.as_ref().unwrap().next_hop,
         Some(Ipv4Addr::new(192, 0, 2, 1))
+    );
+}
+
+fn attrs(med: Option<u32>, communities: &[(u16, u16)], prepend: u8) -> Arc<RouteAttributes> {
+    Arc::new(RouteAttributes {
+        med,
+        communities: communities
+            .iter()
+            .map(|(h, l)| crate::route::Community::new(*h, *l))
+            .collect(),
+        prepend,
+        ..RouteAttributes::default()
+    })
+}
+
+/// Routes with these attributes.
+fn routes_with(list: &[(&str, &Arc<RouteAttributes>)]) -> Arc<RouteSet> {
+    Arc::new(
+        list.iter()
+            .map(|(p, a)| {
+                (
+                    p.parse::<IpNet>().unwrap(),
+                    crate::route::Announcement {
+                        class: crate::route::RouteClass::Up,
+                        attributes: Arc::clone(a),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+fn net(p: &str) -> IpNet {
+    p.parse().unwrap()
+}
+
+#[test]
+fn attribute_change_reannounces_without_withdrawing() {
+    let up = attrs(Some(10), &[(65000, 1)], 0);
+    let (mut s, _) = established(65001, 65002, &[]);
+    s.handle(Event::Desired(routes_with(&[
+        ("192.0.2.10/32", &up),
+        ("192.0.2.11/32", &up),
+    ])));
+    let draining = attrs(Some(10), &[(65000, 1), (65535, 0)], 2);
+    let a = s.handle(Event::Desired(routes_with(&[
+        ("192.0.2.10/32", &draining),
+        ("192.0.2.11/32", &up),
+    ])));
+    let updates = sent_updates(&a);
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert!(updates[0].withdrawn.is_empty());
+    assert_eq!(updates[0].announced, [net("192.0.2.10/32")]);
+    let sent = updates[0].attributes.as_ref().unwrap();
+    assert_eq!(sent.as_path, [65001, 65001, 65001]);
+    assert_eq!(sent.med, Some(10));
+    assert_eq!(
+        sent.communities,
+        [
+            crate::route::Community::new(65000, 1),
+            crate::route::Community::GRACEFUL_SHUTDOWN
+        ]
+    );
+    assert_eq!(s.announced().len(), 2);
+    assert_eq!(
+        s.announced_attributes(&net("192.0.2.10/32")),
+        Some(&*draining)
+    );
+    // The same attributes in a new allocation send nothing.
+    let copy = Arc::new((*draining).clone());
+    let a = s.handle(Event::Desired(routes_with(&[
+        ("192.0.2.10/32", &copy),
+        ("192.0.2.11/32", &up),
+    ])));
+    assert!(sent_updates(&a).is_empty());
+}
+
+#[test]
+fn announcements_are_grouped_by_attributes() {
+    let up = attrs(Some(10), &[(65000, 1)], 0);
+    let degraded = attrs(Some(100), &[], 0);
+    let mut s = Session::new(config(65001, 65002));
+    s.handle(Event::Desired(routes_with(&[
+        ("192.0.2.10/32", &up),
+        ("192.0.2.11/32", &degraded),
+        ("192.0.2.12/32", &up),
+        ("192.0.2.13/32", &degraded),
+        ("2001:db8::10/128", &up),
+    ])));
+    s.handle(Event::Start);
+    s.handle(Event::Connected {
+        local: "192.0.2.1".parse().unwrap(),
+    });
+    s.handle(Event::Received(OUT, peer_open(65002, 30)));
+    let a = s.handle(Event::Received(OUT, Incoming::Keepalive));
+    let updates: Vec<Update> = sent_updates(&a)
+        .into_iter()
+        .filter(|u| !u.announced.is_empty())
+        .collect();
+    // One UPDATE per attribute set and family: up v4, up v6, degraded v4.
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    let by_med = |med: u32| -> Vec<IpNet> {
+        updates
+            .iter()
+            .filter(|u| u.attributes.as_ref().unwrap().med == Some(med))
+            .flat_map(|u| u.announced.clone())
+            .collect()
+    };
+    assert_eq!(
+        by_med(10),
+        [
+            net("192.0.2.10/32"),
+            net("192.0.2.12/32"),
+            net("2001:db8::10/128")
+        ]
+    );
+    assert_eq!(by_med(100), [net("192.0.2.11/32"), net("192.0.2.13/32")]);
+    for u in &updates {
+        let a = u.attributes.as_ref().unwrap();
+        assert_eq!(a.as_path, [65001]);
+        assert_eq!(a.local_pref, None, "no LOCAL_PREF on eBGP");
+    }
+}
+
+#[test]
+fn ibgp_prepends_and_sets_the_routes_local_pref() {
+    let with_lp = Arc::new(RouteAttributes {
+        local_pref: Some(50),
+        prepend: 2,
+        ..RouteAttributes::default()
+    });
+    let (mut s, _) = established(65001, 65001, &["192.0.2.10/32"]);
+    let a = s.handle(Event::Desired(routes_with(&[("192.0.2.10/32", &with_lp)])));
+    let updates = sent_updates(&a);
+    assert_eq!(updates.len(), 1);
+    let sent = updates[0].attributes.as_ref().unwrap();
+    assert_eq!(sent.as_path, [65001, 65001]);
+    assert_eq!(sent.local_pref, Some(50));
+}
+
+#[test]
+fn route_refresh_resends_each_route_with_its_attributes() {
+    let up = attrs(Some(10), &[], 0);
+    let degraded = attrs(Some(100), &[], 0);
+    let (mut s, _) = established(65001, 65002, &[]);
+    s.handle(Event::Desired(routes_with(&[
+        ("192.0.2.10/32", &up),
+        ("192.0.2.11/32", &degraded),
+    ])));
+    let a = s.handle(Event::Received(
+        OUT,
+        Incoming::RouteRefresh { afi: 1, safi: 1 },
+    ));
+    let meds: Vec<(Vec<IpNet>, Option<u32>)> = sent_updates(&a)
+        .into_iter()
+        .filter(|u| !u.announced.is_empty())
+        .map(|u| (u.announced, u.attributes.unwrap().med))
+        .collect();
+    assert_eq!(
+        meds,
+        [
+            (vec![net("192.0.2.10/32")], Some(10)),
+            (vec![net("192.0.2.11/32")], Some(100))
+        ]
     );
 }
