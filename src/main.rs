@@ -383,6 +383,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         .unwrap_or_default()
         + Duration::from_secs(1);
     let (ready_tx, ready_rx) = oneshot::channel();
+    let mut announced_after_drain = announced.clone();
     let hooks = EngineHooks {
         status: Some(board),
         ready: Some(ready_tx),
@@ -451,7 +452,16 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             .is_ok()
         {
             tokio::select! {
-                _ = drained_rx => tracing::info!("drained"),
+                _ = async {
+                    let _ = drained_rx.await;
+                    // The withdrawals go out before the sessions close:
+                    // wait (briefly) until the backend reports none left.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        announced_after_drain.wait_for(|all| all.values().all(|r| r.is_empty())),
+                    )
+                    .await;
+                } => tracing::info!("drained and withdrawn"),
                 _ = tokio::time::sleep(drain_bound) => tracing::warn!("drain did not finish in time; withdrawing"),
                 _ = terminate.recv() => tracing::warn!("second signal: withdrawing now"),
                 _ = interrupt.recv() => tracing::warn!("second signal: withdrawing now"),

@@ -38,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
     let routes: BTreeSet<IpNet> = (0..(data.len() % 64) as u32)
         .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
         .collect();
-    check(session.handle(Event::Desired(routes)));
+    check(session.handle(Event::Desired(std::sync::Arc::new(
+        anycastd::route::plain_routes(routes),
+    ))));
     check(session.handle(Event::Start));
     check(session.handle(Event::Connected { local: "192.0.2.1".parse().unwrap() }));
     check(session.handle(Event::Received(Side::Outgoing, Incoming::Open(Open {

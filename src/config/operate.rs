@@ -13,6 +13,10 @@ use crate::route::{Community, LargeCommunity, RouteAttributes, RouteClass};
 /// The most `as_path_prepend` may ask for: more only makes paths absurd.
 pub const MAX_PREPEND: u8 = 16;
 
+/// The most communities (and large communities) a profile may hold: with
+/// them every UPDATE still fits in BGP's 4,096 bytes with room for routes.
+pub const MAX_COMMUNITIES: usize = 64;
+
 /// The default `drain_time`.
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
 
@@ -198,6 +202,22 @@ pub(super) fn resolve_profiles(
             local_pref: layers.iter().find_map(|(_, l)| l.local_pref),
             ..RouteAttributes::default()
         };
+        for (path, l) in &layers {
+            for (key, n) in [
+                ("communities", l.communities.as_ref().map_or(0, Vec::len)),
+                (
+                    "large_communities",
+                    l.large_communities.as_ref().map_or(0, Vec::len),
+                ),
+            ] {
+                if n > MAX_COMMUNITIES {
+                    problems.add(
+                        format!("{path}.{key}"),
+                        format!("at most {MAX_COMMUNITIES} per profile, found {n}"),
+                    );
+                }
+            }
+        }
         if let Some((path, l)) = layers.iter().find(|(_, l)| l.communities.is_some()) {
             for (i, text) in l.communities.iter().flatten().enumerate() {
                 match parse_community(text) {

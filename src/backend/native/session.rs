@@ -893,8 +893,15 @@ impl Session {
         let groups: Vec<(Attributes, Vec<IpNet>)> = groups
             .into_iter()
             .map(|(route, prefixes)| {
-                // The local AS once on eBGP (none on iBGP), then the prepends.
-                let own = usize::from(external) + usize::from(route.prepend);
+                // The local AS once on eBGP, then the prepends. None on
+                // iBGP: a peer of our own AS would find itself in the
+                // path and drop the route as a loop, and a path length
+                // only matters between ASes anyway.
+                let own = if external {
+                    1 + usize::from(route.prepend)
+                } else {
+                    0
+                };
                 let attributes = Attributes {
                     origin: Origin::Igp,
                     as_path: vec![self.config.local_asn; own],
