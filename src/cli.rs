@@ -99,7 +99,8 @@ pub enum Command {
     /// Reads /status (JSON) from the daemon's metrics listener, at
     /// metrics.address of the configuration file unless --url is given, and
     /// prints each service's state and checks (verdict, duration, reason),
-    /// then each route: desired or not, and which backends announce it.
+    /// then each route: desired (up, degraded or draining) or not, and which
+    /// backends announce it.
     /// Exit 2 when the daemon cannot be reached.
     Status {
         /// Where the daemon serves its status, http://HOST:PORT[/PATH] (path

@@ -1131,15 +1131,29 @@ fn drain_cycle(lab: &Lab, up: &[&str], draining: &[&str], not_draining: &[&str])
 #[test]
 fn bird_sees_each_states_attributes_and_a_graceful_shutdown() {
     let mut setup = Setup::new(Kind::Bird, 53, false);
-    setup.announcer_extra = format!("{PROFILES}  graceful_shutdown: true\n");
+    let maintenance =
+        std::env::temp_dir().join(format!("anycastd-test-maintenance-{}", std::process::id()));
+    let _ = std::fs::remove_file(&maintenance);
+    setup.announcer_extra = format!(
+        "{PROFILES}  graceful_shutdown: true\n  maintenance_file: \"{}\"\n",
+        maintenance.display()
+    );
     let mut lab = Lab::new(setup);
     lab.start_anycastd();
-    drain_cycle(
-        &lab,
-        &["BGP.med: 10", "(65000,1)", "(65000, 1, 2)"],
-        &["(65535,0)", "BGP.as_path: 65001 65001 65001"],
-        &[],
-    );
+    let up = ["BGP.med: 10", "(65000,1)", "(65000, 1, 2)"];
+    let draining = ["(65535,0)", "BGP.as_path: 65001 65001 65001"];
+    drain_cycle(&lab, &up, &draining, &[]);
+    // The same by maintenance file.
+    std::fs::write(&maintenance, "").unwrap();
+    wait_detail(&lab, "GRACEFUL_SHUTDOWN by maintenance file", |d| {
+        draining.iter().all(|w| d.contains(w))
+    });
+    lab.wait_routes(false, "withdrawn after drain_time");
+    std::fs::remove_file(&maintenance).unwrap();
+    lab.wait_routes(true, "back once the file is gone");
+    wait_detail(&lab, "the up profile again", |d| {
+        up.iter().all(|w| d.contains(w)) && !d.contains("(65535,0)")
+    });
     // SIGTERM: GRACEFUL_SHUTDOWN first, then the withdrawal while the
     // session is still up, then the Cease.
     let anycastd = lab.anycastd.as_mut().expect("anycastd running");

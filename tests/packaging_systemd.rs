@@ -167,9 +167,23 @@ fn unit_has_what_the_daemon_relies_on() {
         "AmbientCapabilities=CAP_NET_RAW CAP_NET_BIND_SERVICE",
         "User=anycastd",
         "RestartPreventExitStatus=2",
+        // The control socket's and the drain state's directories.
+        "RuntimeDirectory=anycastd/control",
+        "StateDirectory=anycastd",
     ] {
         assert!(has(line), "anycastd.service lacks `{line}`");
     }
+    // A graceful shutdown with the default drain_time (30 s), then the
+    // slowest backend's goodbye (native: 5 s) and main's second, fit.
+    let stop = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.strip_suffix('s')?.parse::<u64>().ok())
+        .expect("TimeoutStopSec=Ns");
+    assert!(
+        stop >= 30 + 5 + 1 + 1,
+        "TimeoutStopSec={stop}s leaves no room for a graceful shutdown's drain"
+    );
     // Raw ICMP sockets and binding port 179 need the host's user namespace.
     assert!(!unit.contains("PrivateUsers=yes"));
     let dropin = read(&contrib("anycastd.service.d/bird.conf"));

@@ -131,10 +131,9 @@ fn status_reports_services_checks_and_routes() {
         "{out}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["198.51.100.1/32", "yes", "exabgp"]),
+        lines.iter().any(
+            |l| l.split_whitespace().collect::<Vec<_>>() == ["198.51.100.1/32", "up", "exabgp"]
+        ),
         "{out}"
     );
     assert!(
