@@ -214,12 +214,14 @@ pub fn service_up(service: &str, up: bool) {
     metrics::gauge!(SERVICE_UP, "service" => service.to_string()).set(f64::from(u8::from(up)));
 }
 
-/// Sets the one-hot state gauge of `service`.
-pub fn service_state(service: &str, state: &'static str) {
-    for each in ["unknown", "up", "degraded", "draining", "drained", "down"] {
-        metrics::gauge!(SERVICE_STATE, "service" => service.to_string(), "state" => each)
-            .set(f64::from(u8::from(each == state)));
+/// Moves the one-hot state gauge of `service` from `previous` to `state`
+/// (series exist only for states the service has been in).
+pub fn service_state(service: &str, previous: Option<&'static str>, state: &'static str) {
+    if let Some(previous) = previous {
+        metrics::gauge!(SERVICE_STATE, "service" => service.to_string(), "state" => previous)
+            .set(0.0);
     }
+    metrics::gauge!(SERVICE_STATE, "service" => service.to_string(), "state" => state).set(1.0);
 }
 
 /// Whether `service` is drained, and when its drain ends (if Draining).

@@ -210,10 +210,11 @@ pub struct ServiceView {
     pub reason: String,
     /// Who drained it (its own drains and the node's), sorted.
     pub drained_by: Vec<DrainSource>,
-    /// Time left before a Draining service is withdrawn.
-    pub draining_left: Option<Duration>,
-    /// Time left before an Up service held by `announce_delay` is announced.
-    pub held_left: Option<Duration>,
+    /// When (since the core started) a Draining service is withdrawn.
+    pub draining_until: Option<Duration>,
+    /// When (since the core started) a service held by `announce_delay`
+    /// is announced.
+    pub held_until: Option<Duration>,
 }
 
 impl Core {
@@ -231,17 +232,16 @@ impl Core {
         self.services.contains_key(service)
     }
 
-    /// The service as status pages show it, at `now`.
-    pub fn view(&self, service: &str, now: Duration) -> Option<ServiceView> {
+    /// The service as status pages show it.
+    pub fn view(&self, service: &str) -> Option<ServiceView> {
         let tracked = self.services.get(service)?;
-        let left = |until: Option<Duration>| until.map(|u| u.saturating_sub(now));
         Some(ServiceView {
             state: self.book.state(service)?,
             health: self.book.health(service)?,
             reason: tracked.shown_reason.clone(),
             drained_by: tracked.drains.union(&self.node_drains).copied().collect(),
-            draining_left: left(tracked.draining_until),
-            held_left: left(tracked.held_until),
+            draining_until: tracked.draining_until,
+            held_until: tracked.held_until,
         })
     }
 

@@ -229,6 +229,8 @@ struct Carrier {
     state_file: Option<PathBuf>,
     /// Fired by `ShutdownDrained`.
     shutdown_drained: Option<oneshot::Sender<()>>,
+    /// What was last shown of each service (status board, metrics).
+    shown: HashMap<String, ServiceView>,
 }
 
 impl Carrier {
@@ -289,7 +291,10 @@ impl Carrier {
                     });
                 }
                 Output::Configured { .. } => {
-                    for service in self.prepared.keys() {
+                    let names: Vec<String> = self.prepared.keys().cloned().collect();
+                    self.shown
+                        .retain(|name, _| self.prepared.contains_key(name));
+                    for service in &names {
                         self.show(core, service);
                     }
                 }
@@ -331,34 +336,51 @@ impl Carrier {
         );
     }
 
-    /// Copies the core's view of `service` to the status board and metrics.
-    fn show(&self, core: &Core, service: &str) {
-        let Some(view) = core.view(service, self.now()) else {
+    /// Copies the core's view of `service` to the status board and
+    /// metrics when it changed since it was last shown (called after every
+    /// round: most rounds change nothing).
+    fn show(&mut self, core: &Core, service: &str) {
+        let Some(view) = core.view(service) else {
             return;
         };
-        let at = |left: Option<Duration>| left.map(|d| Instant::now() + d);
-        metrics::service_up(service, view.health.serving());
-        metrics::service_state(service, view.state.as_str());
-        metrics::service_drain(
-            service,
-            !view.drained_by.is_empty(),
-            view.draining_left.map(|d| std::time::SystemTime::now() + d),
-        );
+        let previous = self.shown.get(service);
+        if previous == Some(&view) {
+            return;
+        }
+        if previous.map(|p| p.health.serving()) != Some(view.health.serving()) {
+            metrics::service_up(service, view.health.serving());
+        }
+        if previous.map(|p| p.state) != Some(view.state) {
+            // Before its first showing a service was set `unknown`.
+            let from = previous.map_or(ServiceState::Unknown, |p| p.state);
+            metrics::service_state(service, Some(from.as_str()), view.state.as_str());
+        }
+        let drained = !view.drained_by.is_empty();
+        if previous.map(|p| (!p.drained_by.is_empty(), p.draining_until))
+            != Some((drained, view.draining_until))
+        {
+            let ends = view
+                .draining_until
+                .map(|d| std::time::SystemTime::now() + d.saturating_sub(self.now()));
+            metrics::service_drain(service, drained, ends);
+        }
+        let at = |until: Option<Duration>| until.map(|d| self.started.into_std() + d);
         if let Some(status) = &self.hooks.status {
             status.set_details(
                 service,
                 status::ServiceDetails {
-                    reason: view.reason,
+                    reason: view.reason.clone(),
                     drained_by: view
                         .drained_by
                         .iter()
                         .map(|s| s.as_str().to_string())
                         .collect(),
-                    draining_until: at(view.draining_left),
-                    held_until: at(view.held_left),
+                    draining_until: at(view.draining_until),
+                    held_until: at(view.held_until),
                 },
             );
         }
+        self.shown.insert(service.to_string(), view);
     }
 
     /// Whether a report comes from the service's current task.
@@ -388,7 +410,7 @@ pub async fn run(
     }
     for service in &services {
         metrics::service_up(&service.config.name, false);
-        metrics::service_state(&service.config.name, ServiceState::Unknown.as_str());
+        metrics::service_state(&service.config.name, None, ServiceState::Unknown.as_str());
     }
     let mut announced = hooks.announced.take();
     let mut heartbeat = hooks.heartbeat.take().map(|h| {
@@ -411,6 +433,7 @@ pub async fn run(
         hooks,
         state_file: config.control.state_file.clone(),
         shutdown_drained: None,
+        shown: HashMap::new(),
     };
     let mut maintenance = MaintenanceFiles::new(&config);
     let mut core = Core::new();
@@ -711,7 +734,7 @@ fn drain_summary(core: &Core, carrier: &Carrier, services: &[String], on: bool) 
         (false, false) => "undrained\n",
     });
     for name in names {
-        if let Some(view) = core.view(&name, carrier.now()) {
+        if let Some(view) = core.view(&name) {
             let mut line = format!("{name}: {}", view.state.as_str());
             if !view.reason.is_empty() {
                 line.push_str(&format!(" ({})", view.reason));
