@@ -382,12 +382,12 @@ pub struct DnsLookupSpec {
 /// `dns_lookup.record_type`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum DnsRecordType {
-    #[serde(rename = "A", alias = "a")]
+    #[serde(alias = "a", rename = "A")]
     A,
-    #[serde(rename = "AAAA", alias = "aaaa")]
+    #[serde(alias = "aaaa", rename = "AAAA")]
     Aaaa,
     #[default]
-    #[serde(rename = "both", alias = "BOTH")]
+    #[serde(alias = "BOTH", rename = "both")]
     Both,
 }
 
