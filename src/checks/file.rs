@@ -4,10 +4,14 @@
 //!
 //! No shell and no exec: the check only stats and reads, on the blocking
 //! pool, so a file on a hung mount never stalls the async workers (the
-//! engine's timeout ends the attempt; the blocked read is left behind).
+//! engine's timeout ends the attempt; the blocked read is left behind, and
+//! later attempts fail at once until it returns, so a check never holds more
+//! than one blocking thread).
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::tcp::{contains, shown};
@@ -22,6 +26,19 @@ pub struct FileCheck {
     path: String,
     contains: Option<Vec<u8>>,
     max_age: Option<Duration>,
+    /// Set while a look at the file runs on the blocking pool. A look that
+    /// outlived its attempt (a hung mount) is not joined by another: one
+    /// stuck thread per check at most.
+    busy: Arc<AtomicBool>,
+}
+
+/// Clears `busy` when the look ends, however it ends.
+struct Looking(Arc<AtomicBool>);
+
+impl Drop for Looking {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl FileCheck {
@@ -30,6 +47,7 @@ impl FileCheck {
             path: spec.path.clone(),
             contains: spec.contains.as_ref().map(|s| s.as_bytes().to_vec()),
             max_age: spec.max_age.map(|d| d.get()),
+            busy: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -37,10 +55,18 @@ impl FileCheck {
 impl Check for FileCheck {
     fn attempt(&self) -> AttemptFuture<'_> {
         Box::pin(async move {
+            if self.busy.swap(true, Ordering::AcqRel) {
+                return Err(format!(
+                    "{}: the previous look at it has not returned (hung file system?)",
+                    self.path
+                ));
+            }
+            let looking = Looking(self.busy.clone());
             let path = self.path.clone();
             let contains = self.contains.clone();
             let max_age = self.max_age;
             tokio::task::spawn_blocking(move || {
+                let _looking = looking;
                 judge(
                     Path::new(&path),
                     contains.as_deref(),
@@ -148,6 +174,27 @@ mod tests {
                 dir.path().display()
             ))
         );
+    }
+
+    #[tokio::test]
+    async fn a_look_still_running_is_not_joined_by_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "x").unwrap();
+        let check = FileCheck::new(&FileSpec {
+            path: path.to_str().unwrap().into(),
+            contains: None,
+            max_age: None,
+        });
+        assert_eq!(check.attempt().await, Ok(()));
+        check.busy.store(true, Ordering::Release);
+        let reason = check.attempt().await.unwrap_err();
+        assert!(
+            reason.ends_with("has not returned (hung file system?)"),
+            "{reason}"
+        );
+        check.busy.store(false, Ordering::Release);
+        assert_eq!(check.attempt().await, Ok(()));
     }
 
     #[test]
