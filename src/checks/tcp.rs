@@ -254,6 +254,44 @@ mod tests {
         );
     }
 
+    /// A listener whose accept queue is full (it never accepts): the
+    /// kernel drops new SYNs, so a new connection hangs, even though the
+    /// queued ones were "connected". The check must fail.
+    #[tokio::test]
+    async fn a_full_accept_queue_fails() {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(0).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        // Fill the queue: connections that complete until one does not.
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(
+                Duration::from_millis(200),
+                TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => held.push(stream),
+                _ => break,
+            }
+        }
+        assert!(held.len() < 8, "the accept queue never filled");
+        assert_eq!(
+            attempt(&spec(port, None, None)).await,
+            Err(format!("127.0.0.1:{port}: connect timed out after 450ms"))
+        );
+        drop(socket);
+    }
+
     #[test]
     fn shown_escapes_and_cuts() {
         assert_eq!(shown(b"a\"b\r\n\x00"), "a\\\"b\\r\\n\\x00");
