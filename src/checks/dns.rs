@@ -1,25 +1,28 @@
 //! `dns_lookup`: asks the configured resolver — and only it, never
-//! /etc/hosts or resolv.conf — for the name's A and AAAA records. An error or
-//! an empty answer fails; the engine's timeout bounds the whole attempt.
+//! /etc/hosts or resolv.conf — for the name's A and AAAA records (or one of
+//! them, `record_type`). By default an error or an empty answer fails; with
+//! `expect_rcode` every answer must carry that response code instead, and
+//! `expect_answers` lists addresses or names (owners, CNAME targets) that
+//! must all be in the answers. The engine's timeout bounds the attempt.
 //!
 //! The queries go straight to hickory's name server pool, below its
 //! resolver: the resolver answers RFC 6761 names itself (`localhost` is
 //! 127.0.0.1 and ::1 without a query; `.invalid` and `.onion` are NXDOMAIN),
 //! and a health check must hear the server's answer for every name.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
-use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
-use hickory_resolver::proto::op::{DnsRequestOptions, Query};
-use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use super::{AttemptFuture, BuildError, Check, error_chain};
-use crate::config::model::DnsLookupSpec;
+use crate::config::model::{DnsLookupSpec, DnsRecordType};
 
 pub struct DnsLookup {
     /// Absolute (dot-terminated), so no search domain is ever appended.
@@ -27,6 +30,10 @@ pub struct DnsLookup {
     resolver_host: String,
     resolver_port: u16,
     options: ResolverOpts,
+    /// `expect_rcode` as a code; unset: NOERROR with records.
+    expect_rcode: Option<u16>,
+    expect_answers: Vec<String>,
+    record_type: DnsRecordType,
 }
 
 impl DnsLookup {
@@ -50,6 +57,14 @@ impl DnsLookup {
             resolver_host: host,
             resolver_port: port,
             options,
+            expect_rcode: match &spec.expect_rcode {
+                None => None,
+                Some(name) => Some(rcode_from_name(name).ok_or_else(|| {
+                    BuildError::Invalid(format!("unknown response code \"{name}\""))
+                })?),
+            },
+            expect_answers: spec.expect_answers.clone(),
+            record_type: spec.record_type,
         })
     }
 
@@ -76,26 +91,207 @@ impl DnsLookup {
         ))
     }
 
-    /// How many records of `record_type` the server answers for `name`.
+    /// The server's answer to `name` `record_type`: its response code and
+    /// records. A transport failure, or a malformed reply, is an error.
     async fn ask(
         &self,
         pool: &NameServerPool<TokioRuntimeProvider>,
         name: Name,
         record_type: RecordType,
-    ) -> Result<usize, NetError> {
+    ) -> Result<Answer, NetError> {
         let mut options = DnsRequestOptions::default();
         options.recursion_desired = self.options.recursion_desired;
         options.use_edns = self.options.edns0;
-        let response = pool
+        let response = match pool
             .lookup(Query::query(name, record_type), options)
             .first_answer()
-            .await?;
-        Ok(response
-            .answers
-            .iter()
-            .filter(|r| r.record_type() == record_type)
-            .count())
+            .await
+        {
+            Ok(response) => response,
+            Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => {
+                return Ok(Answer::empty(no_records.response_code));
+            }
+            Err(NetError::Dns(DnsError::ResponseCode(code))) => return Ok(Answer::empty(code)),
+            Err(e) => return Err(e),
+        };
+        let mut answer = Answer::empty(response.metadata.response_code);
+        for record in &response.answers {
+            answer.names.push(normal_name(&record.name));
+            match &record.data {
+                RData::A(a) => answer.addresses.push(IpAddr::V4(a.0)),
+                RData::AAAA(aaaa) => answer.addresses.push(IpAddr::V6(aaaa.0)),
+                RData::CNAME(cname) => answer.names.push(normal_name(&cname.0)),
+                _ => {}
+            }
+            if record.record_type() == record_type {
+                answer.count += 1;
+            }
+        }
+        Ok(answer)
     }
+
+    /// Which record types to ask for.
+    fn record_types(&self) -> &'static [RecordType] {
+        match self.record_type {
+            DnsRecordType::A => &[RecordType::A],
+            DnsRecordType::Aaaa => &[RecordType::AAAA],
+            DnsRecordType::Both => &[RecordType::A, RecordType::AAAA],
+        }
+    }
+
+    /// "A", "AAAA" or "A or AAAA", as reasons name the records.
+    fn wanted(&self) -> &'static str {
+        match self.record_type {
+            DnsRecordType::A => "A",
+            DnsRecordType::Aaaa => "AAAA",
+            DnsRecordType::Both => "A or AAAA",
+        }
+    }
+
+    /// The verdict on the answers to every asked type (in `record_types`
+    /// order).
+    fn judge(
+        &self,
+        query: &str,
+        server: SocketAddr,
+        answers: Vec<Result<Answer, NetError>>,
+    ) -> Result<(), String> {
+        let at = format!("{query} via {server}");
+        let mut good = Vec::new();
+        let mut first_error = None;
+        for answer in answers {
+            match answer {
+                Ok(answer) => good.push(answer),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match self.expect_rcode {
+            Some(expected) => {
+                // Every question must be answered, each with that code.
+                if let Some(e) = first_error {
+                    return Err(reason(query, server, &e));
+                }
+                if let Some(other) = good.iter().find(|a| u16::from(a.rcode) != expected) {
+                    return Err(format!(
+                        "{at}: {}, expected {}",
+                        rcode_name(other.rcode),
+                        rcode_label(expected)
+                    ));
+                }
+            }
+            None => {
+                // As before: one type with records is enough.
+                if !good
+                    .iter()
+                    .any(|a| a.rcode == ResponseCode::NoError && a.count > 0)
+                {
+                    if let Some(e) = first_error {
+                        return Err(reason(query, server, &e));
+                    }
+                    if let Some(other) = good.iter().find(|a| a.rcode != ResponseCode::NoError) {
+                        return Err(format!("{at}: {}", rcode_name(other.rcode)));
+                    }
+                    return Err(format!("{at}: no {} records", self.wanted()));
+                }
+            }
+        }
+        let missing: Vec<&str> = self
+            .expect_answers
+            .iter()
+            .filter(|want| !good.iter().any(|a| a.holds(want)))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let mut present: Vec<String> = good
+                .iter()
+                .flat_map(|a| a.addresses.iter().map(ToString::to_string))
+                .collect();
+            for answer in &good {
+                for name in &answer.names {
+                    if !present.contains(name) && name != query {
+                        present.push(name.clone());
+                    }
+                }
+            }
+            let shown = if present.is_empty() {
+                "none".to_string()
+            } else {
+                let mut list: Vec<String> = present.into_iter().take(8).collect();
+                if list.len() == 8 {
+                    list.push("…".into());
+                }
+                list.join(", ")
+            };
+            return Err(format!(
+                "{at}: {} not in the answer (answered: {shown})",
+                missing.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the server said to one question.
+struct Answer {
+    rcode: ResponseCode,
+    /// Records of the asked type.
+    count: usize,
+    /// Addresses in A and AAAA records.
+    addresses: Vec<IpAddr>,
+    /// Owner names and CNAME targets, lowercase and without the final dot.
+    names: Vec<String>,
+}
+
+impl Answer {
+    fn empty(rcode: ResponseCode) -> Answer {
+        Answer {
+            rcode,
+            count: 0,
+            addresses: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Whether an `expect_answers` entry (an address or a name) is here.
+    fn holds(&self, want: &str) -> bool {
+        match want.parse::<IpAddr>() {
+            Ok(ip) => self.addresses.contains(&ip),
+            Err(_) => {
+                let want = want.trim_end_matches('.').to_ascii_lowercase();
+                self.names.contains(&want)
+            }
+        }
+    }
+}
+
+fn normal_name(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The response codes `expect_rcode` accepts, in code order (0 to 5).
+pub const RCODE_NAMES: [&str; 6] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+];
+
+/// The code of an `expect_rcode` name, case-insensitively.
+pub fn rcode_from_name(name: &str) -> Option<u16> {
+    RCODE_NAMES
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(name))
+        .map(|i| i as u16)
+}
+
+fn rcode_label(code: u16) -> String {
+    RCODE_NAMES
+        .get(usize::from(code))
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| format!("RCODE{code}"))
+}
+
+fn rcode_name(code: ResponseCode) -> String {
+    rcode_label(u16::from(code))
 }
 
 impl Check for DnsLookup {
@@ -106,33 +302,19 @@ impl Check for DnsLookup {
             let query = self.query.trim_end_matches('.');
             let name = Name::from_ascii(&self.query)
                 .map_err(|e| format!("{query}: not a domain name: {e}"))?;
-            let (v4, v6) = futures_util::future::join(
-                self.ask(&pool, name.clone(), RecordType::A),
-                self.ask(&pool, name, RecordType::AAAA),
+            let answers = futures_util::future::join_all(
+                self.record_types()
+                    .iter()
+                    .map(|t| self.ask(&pool, name.clone(), *t)),
             )
             .await;
-            match (v4, v6) {
-                (Ok(a), _) if a > 0 => Ok(()),
-                (_, Ok(aaaa)) if aaaa > 0 => Ok(()),
-                (Ok(_), Ok(_)) => Err(format!(
-                    "{query} via {server}: empty answer, expected A or AAAA records"
-                )),
-                // Both failed, or one failed and the other was empty: the
-                // failure says more (the A query's when both failed).
-                (Err(e), _) | (Ok(_), Err(e)) => Err(reason(query, server, &e)),
-            }
+            self.judge(query, server, answers)
         })
     }
 }
 
 fn reason(query: &str, server: SocketAddr, error: &NetError) -> String {
-    if error.is_nx_domain() {
-        format!("{query} via {server}: NXDOMAIN")
-    } else if error.is_no_records_found() {
-        format!("{query} via {server}: no A or AAAA records")
-    } else {
-        format!("{query} via {server}: {}", error_chain(error))
-    }
+    format!("{query} via {server}: {}", error_chain(error))
 }
 
 #[cfg(test)]
@@ -194,17 +376,85 @@ mod tests {
     }
 
     async fn lookup(query: &str, resolver: SocketAddr) -> Result<(), String> {
-        let check = DnsLookup::new(&DnsLookupSpec {
+        lookup_with(query, resolver, |_| {}).await
+    }
+
+    async fn lookup_with(
+        query: &str,
+        resolver: SocketAddr,
+        change: impl FnOnce(&mut DnsLookupSpec),
+    ) -> Result<(), String> {
+        let mut spec = DnsLookupSpec {
             query: query.into(),
             resolver: resolver.to_string(),
+            expect_rcode: None,
+            expect_answers: Vec::new(),
+            record_type: DnsRecordType::Both,
             tries: 1,
             interval: Duration::from_millis(100).into(),
             timeout: Duration::from_secs(2).into(),
-        })
-        .unwrap();
+        };
+        change(&mut spec);
+        let check = DnsLookup::new(&spec).unwrap();
         tokio::time::timeout(Duration::from_secs(5), check.attempt())
             .await
             .expect("the lookup should end within its own timeout")
+    }
+
+    #[tokio::test]
+    async fn expected_rcode_answers_and_record_type() {
+        let (server, asked) = toy_server().await;
+        let nxdomain = |s: &mut DnsLookupSpec| s.expect_rcode = Some("NXDOMAIN".into());
+        assert_eq!(lookup_with("missing.test", server, nxdomain).await, Ok(()));
+        assert_eq!(
+            lookup_with("name.test", server, nxdomain).await,
+            Err(format!(
+                "name.test via {server}: NOERROR, expected NXDOMAIN"
+            ))
+        );
+        assert_eq!(
+            lookup_with("other.test", server, nxdomain).await,
+            Err(format!(
+                "other.test via {server}: REFUSED, expected NXDOMAIN"
+            ))
+        );
+        // NOERROR named explicitly: the code alone decides, even when empty.
+        assert_eq!(
+            lookup_with("name.test", server, |s| {
+                s.expect_rcode = Some("noerror".into());
+                s.record_type = DnsRecordType::Aaaa;
+            })
+            .await,
+            Ok(())
+        );
+        assert_eq!(
+            lookup_with("name.test", server, |s| s.expect_answers =
+                vec!["127.0.0.9".into(), "NAME.test.".into()])
+            .await,
+            Ok(())
+        );
+        assert_eq!(
+            lookup_with("name.test", server, |s| s.expect_answers =
+                vec!["127.0.0.8".into(), "127.0.0.9".into()])
+            .await,
+            Err(format!(
+                "name.test via {server}: 127.0.0.8 not in the answer (answered: 127.0.0.9)"
+            ))
+        );
+        asked.lock().unwrap().clear();
+        assert_eq!(
+            lookup_with("name.test", server, |s| s.record_type = DnsRecordType::Aaaa).await,
+            Err(format!("name.test via {server}: no AAAA records"))
+        );
+        assert_eq!(
+            asked.lock().unwrap().clone(),
+            vec![("name.test".to_string(), 28)],
+            "only AAAA is asked"
+        );
+        assert_eq!(
+            lookup_with("name.test", server, |s| s.record_type = DnsRecordType::A).await,
+            Ok(())
+        );
     }
 
     #[tokio::test]

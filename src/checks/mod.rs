@@ -8,9 +8,11 @@
 
 mod assigned_address;
 mod dns;
+mod file;
 mod http;
 mod icmp;
 mod ntp;
+mod tcp;
 mod tftp;
 mod tls;
 
@@ -23,7 +25,10 @@ use crate::config::{CheckConfig, CheckSpec};
 
 pub use crate::metrics::CheckLabels;
 pub use assigned_address::AssignedAddress;
+pub use dns::{RCODE_NAMES, rcode_from_name};
+pub use file::FILE_READ_MAX_BYTES;
 pub use http::Http2xx;
+pub use tcp::TCP_EXPECT_MAX_BYTES;
 
 /// The outcome of one attempt: `Err` carries why it failed, in one line.
 pub type AttemptResult = Result<(), String>;
@@ -50,6 +55,10 @@ pub struct AttemptPolicy {
 
 /// Checks with no timeout of their own still get one, so none can hang.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `file` check's limit: a stat and a 64 KiB read, unless the file sits on
+/// a hung mount.
+const FILE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl AttemptPolicy {
     /// The longest a round of this check can take: every try timing out,
@@ -80,6 +89,9 @@ impl AttemptPolicy {
                 Duration::ZERO,
                 s.timeout.map(|t| t.get()).unwrap_or(DEFAULT_TIMEOUT),
             ),
+            CheckSpec::TcpConnect(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
+            // A local file: one look, bounded like every other check.
+            CheckSpec::File(_) => policy(1, Duration::ZERO, FILE_TIMEOUT),
         }
     }
 }
@@ -110,6 +122,8 @@ pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, Build
         CheckSpec::Ntpq(spec) => Box::new(ntp::Ntpq::new(spec, &labels)?),
         CheckSpec::IcmpPing(spec) => Box::new(icmp::IcmpPing::new(spec, &labels)?),
         CheckSpec::TlsCertificate(spec) => Box::new(tls::TlsCertificate::new(spec, &labels)?),
+        CheckSpec::TcpConnect(spec) => Box::new(tcp::TcpConnect::new(spec)),
+        CheckSpec::File(spec) => Box::new(file::FileCheck::new(spec)),
     })
 }
 

@@ -275,16 +275,25 @@ fn parse_all<'a>(
 }
 
 /// The tested certificate: the first that is not a CA (basicConstraints
-/// CA:TRUE), in file or chain order.
+/// CA:TRUE), in file or chain order; or a lone self-issued certificate,
+/// CA or not: `openssl req -x509` (OpenSSL 3) marks the self-signed
+/// certificates it makes CA:TRUE, and such a certificate is the one served.
 fn pick<'b, 'a>(certs: &'b [X509Certificate<'a>]) -> Result<&'b X509Certificate<'a>, String> {
-    certs
-        .iter()
-        .find(|c| !c.is_ca())
-        .ok_or_else(|| match certs.len() {
-            0 => "no certificate to test".to_string(),
-            1 => "no end-entity certificate: the only certificate is a CA".to_string(),
-            n => format!("no end-entity certificate: all {n} certificates are CAs"),
-        })
+    if let Some(cert) = certs.iter().find(|c| !c.is_ca()) {
+        return Ok(cert);
+    }
+    if let [lone] = certs
+        && lone.subject().as_raw() == lone.issuer().as_raw()
+    {
+        return Ok(lone);
+    }
+    Err(match certs.len() {
+        0 => "no certificate to test".to_string(),
+        1 => {
+            "no end-entity certificate: the only certificate is a CA, issued by another".to_string()
+        }
+        n => format!("no end-entity certificate: all {n} certificates are CAs"),
+    })
 }
 
 impl Expectations {
@@ -635,10 +644,27 @@ mod tests {
             pick(&certs).err().unwrap(),
             "no end-entity certificate: all 2 certificates are CAs"
         );
-        let certs = parse_all(&chain[..1], "test").unwrap();
+        // A lone intermediate CA is not tested.
+        let root = ca("Root");
+        let mut intermediate = params(Some("Intermediate"), &[]);
+        intermediate.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let chain = vec![signed(intermediate, &root)];
+        let certs = parse_all(&chain, "test").unwrap();
         assert_eq!(
             pick(&certs).err().unwrap(),
-            "no end-entity certificate: the only certificate is a CA"
+            "no end-entity certificate: the only certificate is a CA, issued by another"
+        );
+    }
+
+    /// `openssl req -x509` makes a self-signed CA:TRUE certificate; alone,
+    /// it is the certificate to test.
+    #[test]
+    fn a_lone_self_signed_ca_is_tested() {
+        let chain = vec![ca("self.example").der().clone()];
+        let certs = parse_all(&chain, "test").unwrap();
+        assert_eq!(
+            common_name(pick(&certs).unwrap().subject()),
+            Some("self.example")
         );
     }
 

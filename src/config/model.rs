@@ -318,6 +318,8 @@ pub enum CheckKind {
     TftpRrq,
     Ntpq,
     TlsCertificate,
+    TcpConnect,
+    File,
 }
 
 impl CheckKind {
@@ -330,6 +332,8 @@ impl CheckKind {
             CheckKind::TftpRrq => "tftp_rrq",
             CheckKind::Ntpq => "ntpq",
             CheckKind::TlsCertificate => "tls_certificate",
+            CheckKind::TcpConnect => "tcp_connect",
+            CheckKind::File => "file",
         }
     }
 }
@@ -360,9 +364,31 @@ pub struct AssignedAddressSpec {
 pub struct DnsLookupSpec {
     pub query: String,
     pub resolver: String,
+    /// The response code every answer must carry; unset: NOERROR with at
+    /// least one record.
+    #[serde(default)]
+    pub expect_rcode: Option<String>,
+    /// Addresses or names that must all be in the answers.
+    #[serde(default)]
+    pub expect_answers: Vec<String>,
+    /// Which records to ask for; both A and AAAA unless set.
+    #[serde(default)]
+    pub record_type: DnsRecordType,
     pub tries: u8,
     pub interval: ConfigDuration,
     pub timeout: ConfigDuration,
+}
+
+/// `dns_lookup.record_type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum DnsRecordType {
+    #[serde(alias = "a", rename = "A")]
+    A,
+    #[serde(alias = "aaaa", rename = "AAAA")]
+    Aaaa,
+    #[default]
+    #[serde(alias = "BOTH", rename = "both")]
+    Both,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -452,4 +478,32 @@ pub struct TlsRemote {
     pub host: String,
     #[serde(default)]
     pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConnectSpec {
+    pub host: String,
+    pub port: u16,
+    /// Bytes sent once connected.
+    #[serde(default)]
+    pub send: Option<String>,
+    /// A substring the server must send within the timeout.
+    #[serde(default)]
+    pub expect: Option<String>,
+    pub tries: u8,
+    pub interval: ConfigDuration,
+    pub timeout: ConfigDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: String,
+    /// A substring the file's first 64 KiB must hold.
+    #[serde(default)]
+    pub contains: Option<String>,
+    /// The file's modification time must be younger than this.
+    #[serde(default)]
+    pub max_age: Option<LongDuration>,
 }

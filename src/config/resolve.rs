@@ -146,6 +146,8 @@ pub enum CheckSpec {
     TftpRrq(TftpRrqSpec),
     Ntpq(NtpqSpec),
     TlsCertificate(TlsCertificateSpec),
+    TcpConnect(TcpConnectSpec),
+    File(FileSpec),
 }
 
 impl CheckSpec {
@@ -158,6 +160,8 @@ impl CheckSpec {
             CheckSpec::TftpRrq(_) => CheckKind::TftpRrq,
             CheckSpec::Ntpq(_) => CheckKind::Ntpq,
             CheckSpec::TlsCertificate(_) => CheckKind::TlsCertificate,
+            CheckSpec::TcpConnect(_) => CheckKind::TcpConnect,
+            CheckSpec::File(_) => CheckKind::File,
         }
     }
 }
@@ -701,6 +705,8 @@ fn resolve_spec(
         CheckKind::TftpRrq => CheckSpec::TftpRrq(decode(spec, path)?),
         CheckKind::Ntpq => CheckSpec::Ntpq(decode(spec, path)?),
         CheckKind::TlsCertificate => CheckSpec::TlsCertificate(decode(spec, path)?),
+        CheckKind::TcpConnect => CheckSpec::TcpConnect(decode(spec, path)?),
+        CheckKind::File => CheckSpec::File(decode(spec, path)?),
     })
 }
 
@@ -743,6 +749,33 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
                     at("query"),
                     format!("expected a DNS name, found \"{}\"", s.query),
                 );
+            }
+            if let Some(rcode) = &s.expect_rcode
+                && crate::checks::rcode_from_name(rcode).is_none()
+            {
+                problems.add(
+                    at("expect_rcode"),
+                    unknown_message("response code", rcode, &crate::checks::RCODE_NAMES),
+                );
+            }
+            let rcode_is_error = s
+                .expect_rcode
+                .as_deref()
+                .and_then(crate::checks::rcode_from_name)
+                .is_some_and(|code| code != 0);
+            if rcode_is_error && !s.expect_answers.is_empty() {
+                problems.add(
+                    at("expect_answers"),
+                    "cannot be met with an error `expect_rcode`: such answers are empty",
+                );
+            }
+            for (index, answer) in s.expect_answers.iter().enumerate() {
+                if answer.parse::<IpAddr>().is_err() && !is_dns_name(answer) {
+                    problems.add(
+                        at(&format!("expect_answers[{index}]")),
+                        format!("expected an IP address or a DNS name, found \"{answer}\""),
+                    );
+                }
             }
             if split_host_port(&s.resolver).is_none() {
                 problems.add(
@@ -802,6 +835,71 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             }
             if s.server.is_empty() {
                 problems.add(at("server"), "must not be empty");
+            }
+        }
+        CheckSpec::TcpConnect(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if s.host.is_empty() || (s.host.parse::<IpAddr>().is_err() && !is_dns_name(&s.host)) {
+                problems.add(
+                    at("host"),
+                    format!("expected an IP address or a DNS name, found \"{}\"", s.host),
+                );
+            }
+            if s.port == 0 {
+                problems.add(at("port"), "must be 1 to 65535");
+            }
+            if s.send.as_deref() == Some("") {
+                problems.add(
+                    at("send"),
+                    "must not be empty (leave it out to send nothing)",
+                );
+            }
+            if s.expect.as_deref() == Some("") {
+                problems.add(
+                    at("expect"),
+                    "must not be empty (leave it out to expect nothing)",
+                );
+            }
+            if let Some(expect) = &s.expect
+                && expect.len() > crate::checks::TCP_EXPECT_MAX_BYTES
+            {
+                problems.add(
+                    at("expect"),
+                    format!(
+                        "is longer than the {} bytes the check reads",
+                        crate::checks::TCP_EXPECT_MAX_BYTES
+                    ),
+                );
+            }
+        }
+        CheckSpec::File(s) => {
+            if s.path.is_empty() {
+                problems.add(at("path"), "must not be empty");
+            } else if !Path::new(&s.path).is_absolute() {
+                problems.add(
+                    at("path"),
+                    format!("expected an absolute path, found \"{}\"", s.path),
+                );
+            }
+            if s.contains.as_deref() == Some("") {
+                problems.add(
+                    at("contains"),
+                    "must not be empty (leave it out for any content)",
+                );
+            }
+            if let Some(word) = &s.contains
+                && word.len() > crate::checks::FILE_READ_MAX_BYTES
+            {
+                problems.add(
+                    at("contains"),
+                    format!(
+                        "is longer than the {} bytes the check reads",
+                        crate::checks::FILE_READ_MAX_BYTES
+                    ),
+                );
+            }
+            if s.max_age.is_some_and(|t| t.get().is_zero()) {
+                problems.add(at("max_age"), "must be longer than zero");
             }
         }
         CheckSpec::TlsCertificate(s) => {

@@ -429,3 +429,95 @@ fn a_tab_in_the_indentation_is_reported_where_it_is() {
     assert!(!BASE.contains('\t'));
     assert!(yaml(&BASE.replace("method: GET", "method: \"GET\"\t")).is_ok());
 }
+
+/// `BASE` with its check replaced by `check` (a flow mapping).
+fn with_check(check: &str) -> String {
+    BASE.replace(
+        r#"      - kind: http_2xx
+        spec: {url: "http://127.0.0.1:8080/", method: GET, tries: 1, interval: 100ms, timeout: 1s}"#,
+        &format!("      - {check}"),
+    )
+}
+
+#[test]
+fn tcp_connect_file_and_dns_options_load_and_are_checked() {
+    let config = yaml(&with_check(
+        r#"{kind: tcp_connect, spec: {host: 127.0.0.1, port: 22, send: "PING\r\n", expect: "+PONG", tries: 2, interval: 100ms, timeout: 1s}}"#,
+    ))
+    .unwrap();
+    let CheckSpec::TcpConnect(tcp) = &config.services[0].checks[0].spec else {
+        panic!("not tcp_connect");
+    };
+    assert_eq!(tcp.send.as_deref(), Some("PING\r\n"));
+    assert_eq!(config.services[0].checks[0].name, "tcp_connect");
+
+    let config = yaml(&with_check(
+        "{kind: file, spec: {path: /run/svc/healthy, contains: up, max_age: 2m}}",
+    ))
+    .unwrap();
+    let CheckSpec::File(file) = &config.services[0].checks[0].spec else {
+        panic!("not file");
+    };
+    assert_eq!(
+        file.max_age.map(|d| d.get()),
+        Some(Duration::from_secs(120))
+    );
+
+    let config = yaml(&with_check(
+        r#"{kind: dns_lookup, spec: {query: a.test, resolver: "127.0.0.1:53", expect_rcode: nxdomain, record_type: AAAA, tries: 1, interval: 100ms, timeout: 1s}}"#,
+    ))
+    .unwrap();
+    let CheckSpec::DnsLookup(dns) = &config.services[0].checks[0].spec else {
+        panic!("not dns_lookup");
+    };
+    assert_eq!(dns.record_type, model::DnsRecordType::Aaaa);
+
+    let cases = [
+        (
+            r#"{kind: tcp_connect, spec: {host: 127.0.0.1, port: 0, tries: 1, interval: 100ms, timeout: 1s}}"#,
+            "services[0].checks[0].spec.port",
+            "must be 1 to 65535",
+        ),
+        (
+            r#"{kind: tcp_connect, spec: {host: 127.0.0.1, port: 1, expect: "", tries: 1, interval: 100ms, timeout: 1s}}"#,
+            "services[0].checks[0].spec.expect",
+            "must not be empty (leave it out to expect nothing)",
+        ),
+        (
+            "{kind: file, spec: {path: relative/file}}",
+            "services[0].checks[0].spec.path",
+            "expected an absolute path, found \"relative/file\"",
+        ),
+        (
+            "{kind: file, spec: {path: /x, max_age: 0s}}",
+            "services[0].checks[0].spec.max_age",
+            "must be longer than zero",
+        ),
+        (
+            r#"{kind: dns_lookup, spec: {query: a.test, resolver: "127.0.0.1:53", expect_rcode: NXDOMIAN, tries: 1, interval: 100ms, timeout: 1s}}"#,
+            "services[0].checks[0].spec.expect_rcode",
+            "unknown response code `NXDOMIAN`, did you mean `NXDOMAIN`? (expected one of `NOERROR`, `FORMERR`, `SERVFAIL`, `NXDOMAIN`, `NOTIMP`, `REFUSED`)",
+        ),
+        (
+            r#"{kind: dns_lookup, spec: {query: a.test, resolver: "127.0.0.1:53", expect_rcode: NXDOMAIN, expect_answers: [192.0.2.1], tries: 1, interval: 100ms, timeout: 1s}}"#,
+            "services[0].checks[0].spec.expect_answers",
+            "cannot be met with an error `expect_rcode`: such answers are empty",
+        ),
+        (
+            r#"{kind: dns_lookup, spec: {query: a.test, resolver: "127.0.0.1:53", expect_answers: ["not a name"], tries: 1, interval: 100ms, timeout: 1s}}"#,
+            "services[0].checks[0].spec.expect_answers[0]",
+            "expected an IP address or a DNS name, found \"not a name\"",
+        ),
+    ];
+    for (check, path, message) in cases {
+        assert_eq!(
+            problem(&with_check(check)),
+            (path.to_string(), message.to_string()),
+            "{check}"
+        );
+    }
+    let (path, message) = problem(&with_check(
+        r#"{kind: dns_lookup, spec: {query: a.test, resolver: "127.0.0.1:53", record_type: MX, tries: 1, interval: 100ms, timeout: 1s}}"#,
+    ));
+    assert_eq!(path, "services[0].checks[0].spec.record_type", "{message}");
+}
