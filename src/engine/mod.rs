@@ -524,35 +524,37 @@ pub async fn run(
                 // many services flipping together become one change for the
                 // backend.
                 let decided_at = report.outcome.finished_at;
-                let mut outputs = Vec::new();
+                let mut inputs = Vec::new();
+                let mut rounds = Vec::new();
                 let mut next = Some(report);
-                let mut seen = Vec::new();
                 while let Some(report) = next {
                     if carrier.current(&report) {
                         record_round(&report);
-                        outputs.extend(core.handle(carrier.now(), Input::Round {
+                        inputs.push(Input::Round {
                             service: report.service.clone(),
                             epoch: report.epoch,
                             level: report.outcome.level,
                             reason: report.outcome.failure_summary(),
-                        }));
-                        if let (Some(status), Some(state)) =
-                            (&carrier.hooks.status, core.state(&report.service))
-                        {
+                        });
+                        rounds.push(report);
+                    }
+                    next = reports.try_recv().ok();
+                }
+                let outputs = core.handle_all(carrier.now(), inputs);
+                if let Some(status) = &carrier.hooks.status {
+                    for report in &rounds {
+                        if let Some(state) = core.state(&report.service) {
                             status.record_round(
                                 &report.service,
                                 check_statuses(&report.outcome),
                                 state.into(),
                             );
                         }
-                        seen.push(report.service);
                     }
-                    next = reports.try_recv().ok();
                 }
-                keep_last_publish(&mut outputs);
                 carrier.carry_out(&core, outputs, decided_at);
-                for service in &seen {
-                    carrier.show(&core, service);
+                for report in &rounds {
+                    carrier.show(&core, &report.service);
                 }
             }
             Some(joined) = carrier.tasks.join_next_with_id() => {
@@ -797,19 +799,6 @@ impl MaintenanceFiles {
         }
         changes
     }
-}
-
-/// Only the last route set of a batch matters to the backend.
-fn keep_last_publish(outputs: &mut Vec<Output>) {
-    let last = outputs
-        .iter()
-        .rposition(|o| matches!(o, Output::Publish { .. }));
-    let mut at = 0;
-    outputs.retain(|o| {
-        let keep = !matches!(o, Output::Publish { .. }) || Some(at) == last;
-        at += 1;
-        keep
-    });
 }
 
 /// One service's rounds, every `check_interval` start to start (every
