@@ -410,6 +410,11 @@ async fn https_with_server_name_and_ca_file() {
             .all(|h| h.contains(&format!("\r\nhost: health.test:{port}\r\n"))),
         "{heads:?}"
     );
+    // Each connection's thread notes its handshake when the client is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.tls_seen.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let seen = server.tls_seen.lock().unwrap().clone();
     assert_eq!(
         seen,

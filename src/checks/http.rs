@@ -364,9 +364,12 @@ impl Check for Http2xx {
                 .await
                 .map_err(|e| format!("{} {}: {}", self.method, self.shown_url, error_chain(&e)))?;
             let status = response.status();
-            let wants_body = self.body_substring.is_some() || self.body_regex.is_some();
-            // With keep-alive the body is read (up to the limit) so the
-            // connection can be reused; a fresh connection is just closed.
+            let status_ok = self.status_ok(status.as_u16());
+            // The body is read (up to the limit) when an expectation needs it,
+            // or with keep-alive so the connection can be reused; otherwise a
+            // fresh connection is just closed.
+            let wants_body =
+                status_ok && (self.body_substring.is_some() || self.body_regex.is_some());
             let mut body = Vec::new();
             let mut truncated = false;
             if wants_body || self.keepalive {
@@ -381,7 +384,7 @@ impl Check for Http2xx {
                             }
                         }
                         Ok(None) => break,
-                        Err(e) if wants_body && self.status_ok(status.as_u16()) => {
+                        Err(e) if wants_body => {
                             return Err(format!(
                                 "{} {}: reading the body: {}",
                                 self.method,
@@ -392,10 +395,13 @@ impl Check for Http2xx {
                         Err(_) => break,
                     }
                 }
-                truncated = read >= HTTP_BODY_LIMIT
+                // Whether anything follows the limit (one more read only
+                // when the body filled the limit exactly).
+                truncated = wants_body
+                    && read >= HTTP_BODY_LIMIT
                     && (read > HTTP_BODY_LIMIT || !matches!(response.chunk().await, Ok(None)));
             }
-            if !self.status_ok(status.as_u16()) {
+            if !status_ok {
                 let from = if response.url().as_str() == self.url.as_str() {
                     self.shown_url.clone()
                 } else {
