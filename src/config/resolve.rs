@@ -794,7 +794,7 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             }
             let https = s.url.starts_with("https://");
             if let Some(name) = &s.server_name
-                && (name.parse::<IpAddr>().is_err() && !is_dns_name(name))
+                && (name.parse::<IpAddr>().is_ok() || !is_dns_name(name))
             {
                 problems.add(
                     at("server_name"),

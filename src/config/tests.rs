@@ -483,6 +483,11 @@ fn http_2xx_options_load_and_bad_ones_name_their_key() {
         ),
         ("expect_body: \"\"", "expect_body", "must not be empty"),
         (
+            "server_name: 192.0.2.1",
+            "server_name",
+            "expected a DNS name",
+        ),
+        (
             "server_name: \"bad name!\"",
             "server_name",
             "expected a DNS name",
