@@ -96,6 +96,16 @@ fn build_client(
         } else {
             0
         });
+    if !mode.keepalive {
+        // A connection lives for one request, bounded by the attempt's
+        // timeout: TCP keep-alive probes and a user timeout would only cost
+        // five setsockopt calls per attempt.
+        builder = builder
+            .tcp_keepalive(None)
+            .tcp_keepalive_interval(None)
+            .tcp_keepalive_retries(None)
+            .tcp_user_timeout(None);
+    }
     if let Some(resolver) = resolver {
         builder = builder.dns_resolver(resolver);
     }
