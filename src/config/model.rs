@@ -403,6 +403,84 @@ pub struct Http2xxSpec {
     pub tries: u8,
     pub interval: ConfigDuration,
     pub timeout: ConfigDuration,
+    /// Reuse pooled keep-alive connections; by default every attempt opens a
+    /// new connection (and makes a full TLS handshake), as a new client would.
+    #[serde(default)]
+    pub keepalive: bool,
+    /// Accepted final statuses: codes (`204`) and ranges (`"300-399"`,
+    /// `"2xx"`); empty means 200–299.
+    #[serde(default)]
+    pub expect_status: Vec<StatusMatch>,
+    /// A substring the first [`HTTP_BODY_LIMIT`] bytes of the body must contain.
+    #[serde(default)]
+    pub expect_body: Option<String>,
+    /// A regular expression the first [`HTTP_BODY_LIMIT`] bytes must match.
+    #[serde(default)]
+    pub expect_body_regex: Option<String>,
+    /// TLS name (SNI, certificate verification and `Host`) used instead of
+    /// the URL's host; the connection still goes to the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM bundle of certificates trusted instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+/// Bytes of an HTTP body that `expect_body` and `expect_body_regex` see.
+pub const HTTP_BODY_LIMIT: usize = 64 * 1024;
+
+/// One `expect_status` entry as written: a number or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum StatusMatch {
+    Code(u64),
+    Text(String),
+}
+
+impl StatusMatch {
+    /// The inclusive range of status codes this entry accepts, or why it
+    /// is not one.
+    pub fn range(&self) -> Result<(u16, u16), String> {
+        let code = |text: &str| -> Option<u16> {
+            let text = text.trim();
+            if text.len() != 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            text.parse().ok().filter(|c| (100..=599).contains(c))
+        };
+        let bad = |found: String| {
+            format!(
+                "expected a status code (100-599) or a range such as \"300-399\" or \"2xx\", found {found}"
+            )
+        };
+        match self {
+            StatusMatch::Code(c) => match u16::try_from(*c) {
+                Ok(c) if (100..=599).contains(&c) => Ok((c, c)),
+                _ => Err(bad(c.to_string())),
+            },
+            StatusMatch::Text(text) => {
+                let t = text.trim();
+                if let Some(class) = t.strip_suffix("xx").or_else(|| t.strip_suffix("XX"))
+                    && class.len() == 1
+                    && let Some(lo) = code(&format!("{class}00"))
+                {
+                    return Ok((lo, lo + 99));
+                }
+                if let Some((lo, hi)) = t.split_once('-') {
+                    return match (code(lo), code(hi)) {
+                        (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+                        (Some(_), Some(_)) => Err(format!(
+                            "range \"{text}\" is empty: its first code is above its last"
+                        )),
+                        _ => Err(bad(format!("\"{text}\""))),
+                    };
+                }
+                code(t)
+                    .map(|c| (c, c))
+                    .ok_or_else(|| bad(format!("\"{text}\"")))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -804,6 +804,46 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
                     ),
                 );
             }
+            for (index, entry) in s.expect_status.iter().enumerate() {
+                if let Err(message) = entry.range() {
+                    problems.add(at(&format!("expect_status[{index}]")), message);
+                }
+            }
+            if s.expect_body.as_deref() == Some("") {
+                problems.add(
+                    at("expect_body"),
+                    "must not be empty (leave it out to accept any body)",
+                );
+            }
+            if let Some(pattern) = &s.expect_body_regex
+                && let Err(e) = regex::bytes::Regex::new(pattern)
+            {
+                let e = e.to_string();
+                let first = e.lines().last().unwrap_or("").trim();
+                problems.add(
+                    at("expect_body_regex"),
+                    format!("invalid regular expression \"{pattern}\": {first}"),
+                );
+            }
+            let https = s.url.starts_with("https://");
+            if let Some(name) = &s.server_name
+                && (name.parse::<IpAddr>().is_ok() || !is_dns_name(name))
+            {
+                problems.add(
+                    at("server_name"),
+                    format!("expected a DNS name, found \"{name}\""),
+                );
+            }
+            if s.server_name.is_some() && !https {
+                problems.add(at("server_name"), "only applies to https:// URLs");
+            }
+            if let Some(file) = &s.ca_file {
+                if !https {
+                    problems.add(at("ca_file"), "only applies to https:// URLs");
+                } else if file.is_empty() {
+                    problems.add(at("ca_file"), "must not be empty");
+                }
+            }
         }
         CheckSpec::IcmpPing(s) => {
             attempts(problems, s.tries, &s.interval, &s.timeout);

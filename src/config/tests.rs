@@ -521,3 +521,79 @@ fn tcp_connect_file_and_dns_options_load_and_are_checked() {
     ));
     assert_eq!(path, "services[0].checks[0].spec.record_type", "{message}");
 }
+
+#[test]
+fn http_2xx_options_load_and_bad_ones_name_their_key() {
+    let spec = "spec: {url: \"http://127.0.0.1:8080/\", method: GET, tries: 1, interval: 100ms, timeout: 1s}";
+    let with = |extra: &str| {
+        BASE.replace(
+            spec,
+            &format!("spec: {{url: \"https://127.0.0.1:8443/\", method: GET, tries: 1, interval: 100ms, timeout: 1s, {extra}}}"),
+        )
+    };
+    let config = yaml(&with(
+        "keepalive: true, expect_status: [200, 204, \"300-399\", \"4xx\"], expect_body: ok, expect_body_regex: \"^o\", server_name: health.test, ca_file: /etc/ca.pem",
+    ))
+    .expect("loads");
+    let CheckSpec::Http2xx(http) = &config.services[0].checks[0].spec else {
+        panic!("not http_2xx");
+    };
+    assert!(http.keepalive);
+    let ranges: Vec<_> = http
+        .expect_status
+        .iter()
+        .map(|s| s.range().unwrap())
+        .collect();
+    assert_eq!(ranges, [(200, 200), (204, 204), (300, 399), (400, 499)]);
+    assert_eq!(http.expect_body.as_deref(), Some("ok"));
+    assert_eq!(http.server_name.as_deref(), Some("health.test"));
+
+    // Defaults: fresh connections, 2xx, no body expectation.
+    let config = yaml(BASE).unwrap();
+    let CheckSpec::Http2xx(http) = &config.services[0].checks[0].spec else {
+        panic!("not http_2xx");
+    };
+    assert!(!http.keepalive && http.expect_status.is_empty() && http.expect_body.is_none());
+
+    let at = "services[0].checks[0].spec";
+    for (extra, path, words) in [
+        (
+            "expect_status: [200, \"399-300\"]",
+            "expect_status[1]",
+            "is empty",
+        ),
+        ("expect_status: [200, 700]", "expect_status[1]", "found 700"),
+        (
+            "expect_status: [\"abc\"]",
+            "expect_status[0]",
+            "\"300-399\"",
+        ),
+        (
+            "expect_body_regex: \"(\"",
+            "expect_body_regex",
+            "invalid regular expression",
+        ),
+        ("expect_body: \"\"", "expect_body", "must not be empty"),
+        (
+            "server_name: 192.0.2.1",
+            "server_name",
+            "expected a DNS name",
+        ),
+        (
+            "server_name: \"bad name!\"",
+            "server_name",
+            "expected a DNS name",
+        ),
+        ("keepalive: maybe", "keepalive", ""),
+        ("expect_bodi: ok", "expect_bodi", "expect_body"),
+    ] {
+        let (got_path, message) = problem(&with(extra));
+        assert_eq!(got_path, format!("{at}.{path}"), "{extra}: {message}");
+        assert!(message.contains(words), "{extra}: {message}");
+    }
+    // TLS options on a plain-HTTP URL mean nothing: say so.
+    let text = BASE.replace("method: GET,", "method: GET, ca_file: /x.pem,");
+    let (path, message) = problem(&text);
+    assert_eq!(path, format!("{at}.ca_file"));
+    assert!(message.contains("https://"), "{message}");
+}
