@@ -10,6 +10,7 @@ mod assigned_address;
 mod dns;
 mod http;
 mod icmp;
+mod listening;
 mod ntp;
 mod tftp;
 mod tls;
@@ -17,7 +18,10 @@ mod tls;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::config::{CheckConfig, CheckSpec};
 
@@ -35,6 +39,14 @@ pub type AttemptFuture<'a> = Pin<Box<dyn Future<Output = AttemptResult> + Send +
 pub trait Check: Send + Sync {
     /// Makes one attempt. Cancel-safe: the engine drops it on timeout.
     fn attempt(&self) -> AttemptFuture<'_>;
+
+    /// Notified when this check's verdict may have changed (a kernel event),
+    /// so the engine runs the service's round at once instead of at the next
+    /// tick. `None` (the default): only the interval runs rounds. Periodic
+    /// rounds go on either way, as the backstop.
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        None
+    }
 }
 
 /// How the engine runs a check's attempts.
@@ -69,6 +81,7 @@ impl AttemptPolicy {
         };
         match spec {
             CheckSpec::AssignedAddress(_) => policy(1, Duration::ZERO, DEFAULT_TIMEOUT),
+            CheckSpec::Listening(_) => policy(1, Duration::ZERO, DEFAULT_TIMEOUT),
             CheckSpec::DnsLookup(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
             CheckSpec::Http2xx(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
             // `tries` is the number of echo requests in one run, not retries.
@@ -104,6 +117,7 @@ pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, Build
     };
     Ok(match &check.spec {
         CheckSpec::AssignedAddress(spec) => Box::new(AssignedAddress::new(spec)),
+        CheckSpec::Listening(spec) => Box::new(listening::Listening::new(spec)),
         CheckSpec::Http2xx(spec) => Box::new(Http2xx::new(spec)?),
         CheckSpec::DnsLookup(spec) => Box::new(dns::DnsLookup::new(spec)?),
         CheckSpec::TftpRrq(spec) => Box::new(tftp::TftpRrq::new(spec)?),
@@ -135,6 +149,33 @@ pub(crate) async fn resolve(
                 if v4 { "IPv4" } else { "IPv6" }
             ),
         })
+}
+
+/// Bounds a blocking receive on a netlink socket, so a listener thread can
+/// look up now and then whether anyone still listens.
+pub(crate) fn set_receive_timeout(
+    socket: &impl std::os::fd::AsRawFd,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid descriptor and a timeval of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Joins an error's source chain into one line ("a: b: c"), skipping

@@ -146,6 +146,7 @@ pub enum CheckSpec {
     TftpRrq(TftpRrqSpec),
     Ntpq(NtpqSpec),
     TlsCertificate(TlsCertificateSpec),
+    Listening(ListeningSpec),
 }
 
 impl CheckSpec {
@@ -158,6 +159,7 @@ impl CheckSpec {
             CheckSpec::TftpRrq(_) => CheckKind::TftpRrq,
             CheckSpec::Ntpq(_) => CheckKind::Ntpq,
             CheckSpec::TlsCertificate(_) => CheckKind::TlsCertificate,
+            CheckSpec::Listening(_) => CheckKind::Listening,
         }
     }
 }
@@ -701,6 +703,7 @@ fn resolve_spec(
         CheckKind::TftpRrq => CheckSpec::TftpRrq(decode(spec, path)?),
         CheckKind::Ntpq => CheckSpec::Ntpq(decode(spec, path)?),
         CheckKind::TlsCertificate => CheckSpec::TlsCertificate(decode(spec, path)?),
+        CheckKind::Listening => CheckSpec::Listening(decode(spec, path)?),
     })
 }
 
@@ -802,6 +805,11 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             }
             if s.server.is_empty() {
                 problems.add(at("server"), "must not be empty");
+            }
+        }
+        CheckSpec::Listening(s) => {
+            if s.port == 0 {
+                problems.add(at("port"), "must be a port from 1 to 65535");
             }
         }
         CheckSpec::TlsCertificate(s) => {
