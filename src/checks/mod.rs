@@ -154,28 +154,10 @@ pub(crate) async fn resolve(
 /// Bounds a blocking receive on a netlink socket, so a listener thread can
 /// look up now and then whether anyone still listens.
 pub(crate) fn set_receive_timeout(
-    socket: &impl std::os::fd::AsRawFd,
+    socket: &impl std::os::fd::AsFd,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: a valid descriptor and a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    socket2::SockRef::from(socket).set_read_timeout(Some(timeout))
 }
 
 /// Joins an error's source chain into one line ("a: b: c"), skipping
