@@ -213,13 +213,12 @@ services:
             "debug",
             &dir.path().join("anycastd.log"),
         );
-        let lab = Lab {
+        Lab {
             anycastd: Some(anycastd),
             bird,
             ns,
             dir,
-        };
-        lab
+        }
     }
 
     fn wait_route(&self, present: bool, timeout: Duration) {
