@@ -11,6 +11,7 @@ mod dns;
 mod file;
 mod http;
 mod icmp;
+mod listening;
 mod ntp;
 mod tcp;
 mod tftp;
@@ -19,7 +20,10 @@ mod tls;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::config::{CheckConfig, CheckSpec};
 
@@ -40,6 +44,14 @@ pub type AttemptFuture<'a> = Pin<Box<dyn Future<Output = AttemptResult> + Send +
 pub trait Check: Send + Sync {
     /// Makes one attempt. Cancel-safe: the engine drops it on timeout.
     fn attempt(&self) -> AttemptFuture<'_>;
+
+    /// Notified when this check's verdict may have changed (a kernel event),
+    /// so the engine runs the service's round at once instead of at the next
+    /// tick. `None` (the default): only the interval runs rounds. Periodic
+    /// rounds go on either way, as the backstop.
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        None
+    }
 }
 
 /// How the engine runs a check's attempts.
@@ -78,6 +90,7 @@ impl AttemptPolicy {
         };
         match spec {
             CheckSpec::AssignedAddress(_) => policy(1, Duration::ZERO, DEFAULT_TIMEOUT),
+            CheckSpec::Listening(_) => policy(1, Duration::ZERO, DEFAULT_TIMEOUT),
             CheckSpec::DnsLookup(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
             CheckSpec::Http2xx(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
             // `tries` is the number of echo requests in one run, not retries.
@@ -116,6 +129,7 @@ pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, Build
     };
     Ok(match &check.spec {
         CheckSpec::AssignedAddress(spec) => Box::new(AssignedAddress::new(spec)),
+        CheckSpec::Listening(spec) => Box::new(listening::Listening::new(spec)),
         CheckSpec::Http2xx(spec) => Box::new(Http2xx::new(spec)?),
         CheckSpec::DnsLookup(spec) => Box::new(dns::DnsLookup::new(spec)?),
         CheckSpec::TftpRrq(spec) => Box::new(tftp::TftpRrq::new(spec)?),
@@ -149,6 +163,15 @@ pub(crate) async fn resolve(
                 if v4 { "IPv4" } else { "IPv6" }
             ),
         })
+}
+
+/// Bounds a blocking receive on a netlink socket, so a listener thread can
+/// look up now and then whether anyone still listens.
+pub(crate) fn set_receive_timeout(
+    socket: &impl std::os::fd::AsFd,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_read_timeout(Some(timeout))
 }
 
 /// Joins an error's source chain into one line ("a: b: c"), skipping

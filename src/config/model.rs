@@ -320,6 +320,7 @@ pub enum CheckKind {
     TlsCertificate,
     TcpConnect,
     File,
+    Listening,
 }
 
 impl CheckKind {
@@ -334,6 +335,7 @@ impl CheckKind {
             CheckKind::TlsCertificate => "tls_certificate",
             CheckKind::TcpConnect => "tcp_connect",
             CheckKind::File => "file",
+            CheckKind::Listening => "listening",
         }
     }
 }
@@ -357,6 +359,35 @@ pub struct AssignedAddressSpec {
     pub ipv6: Option<Ipv6Addr>,
     #[serde(default)]
     pub interface: Option<String>,
+}
+
+/// `listening`: a local socket listening on `port` (TCP in LISTEN state, or
+/// a bound UDP socket), on `address` or a wildcard covering it when given.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListeningSpec {
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: ListenProtocol,
+    #[serde(default)]
+    pub address: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenProtocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl ListenProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenProtocol::Tcp => "tcp",
+            ListenProtocol::Udp => "udp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -148,6 +148,7 @@ pub enum CheckSpec {
     TlsCertificate(TlsCertificateSpec),
     TcpConnect(TcpConnectSpec),
     File(FileSpec),
+    Listening(ListeningSpec),
 }
 
 impl CheckSpec {
@@ -162,6 +163,7 @@ impl CheckSpec {
             CheckSpec::TlsCertificate(_) => CheckKind::TlsCertificate,
             CheckSpec::TcpConnect(_) => CheckKind::TcpConnect,
             CheckSpec::File(_) => CheckKind::File,
+            CheckSpec::Listening(_) => CheckKind::Listening,
         }
     }
 }
@@ -707,6 +709,7 @@ fn resolve_spec(
         CheckKind::TlsCertificate => CheckSpec::TlsCertificate(decode(spec, path)?),
         CheckKind::TcpConnect => CheckSpec::TcpConnect(decode(spec, path)?),
         CheckKind::File => CheckSpec::File(decode(spec, path)?),
+        CheckKind::Listening => CheckSpec::Listening(decode(spec, path)?),
     })
 }
 
@@ -940,6 +943,11 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             }
             if s.max_age.is_some_and(|t| t.get().is_zero()) {
                 problems.add(at("max_age"), "must be longer than zero");
+            }
+        }
+        CheckSpec::Listening(s) => {
+            if s.port == 0 {
+                problems.add(at("port"), "must be a port from 1 to 65535");
             }
         }
         CheckSpec::TlsCertificate(s) => {

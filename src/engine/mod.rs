@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use futures_util::FutureExt;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -820,9 +821,29 @@ async fn service_task(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seen = *control.borrow_and_update();
     let mut control_open = true;
+    // Checks that hear when their verdict may have changed (kernel events):
+    // a wakeup runs a round at once; the ticker stays the backstop.
+    let wakeups: Vec<Arc<Notify>> = service
+        .checks
+        .iter()
+        .filter_map(|check| check.check.wakeups())
+        .collect();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            () = woken(&wakeups) => {
+                // A burst of events (an address and its routes, a link and
+                // its addresses) is one round: wait a moment, then forget
+                // the wakeups that came meanwhile. Any after this point runs
+                // one more round once this one ends.
+                tokio::time::sleep(WAKEUP_DEBOUNCE).await;
+                for wakeup in &wakeups {
+                    let _ = wakeup.notified().now_or_never();
+                }
+                let period = if seen.fast { fast } else { normal };
+                ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            }
             changed = control.changed(), if control_open => {
                 if changed.is_err() {
                     control_open = false;
@@ -856,6 +877,17 @@ async fn service_task(
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// How long a wakeup waits for the rest of its burst before the round.
+const WAKEUP_DEBOUNCE: Duration = Duration::from_millis(2);
+
+/// Resolves when any of `wakeups` is notified; never without any.
+async fn woken(wakeups: &[Arc<Notify>]) {
+    if wakeups.is_empty() {
+        return std::future::pending().await;
+    }
+    futures_util::future::select_all(wakeups.iter().map(|w| Box::pin(w.notified()))).await;
 }
 
 /// A round's checks as the status board shows them.
@@ -962,6 +994,7 @@ mod tests {
         busy: Duration,
         starts: Arc<Mutex<Vec<tokio::time::Instant>>>,
         running: Arc<Mutex<(u32, u32)>>,
+        wakeup: Option<Arc<Notify>>,
     }
 
     impl Check for Slow {
@@ -981,10 +1014,25 @@ mod tests {
                 Ok(())
             })
         }
+
+        fn wakeups(&self) -> Option<Arc<Notify>> {
+            self.wakeup.clone()
+        }
     }
 
     /// Runs one service with a check taking `busy` at `interval` for `for_`.
     async fn starts(interval: &str, busy: Duration, for_: Duration) -> (Vec<Duration>, u32) {
+        woken_starts(interval, busy, for_, &[]).await
+    }
+
+    /// Like [`starts`], with the check's wakeup notified at each of `pokes`
+    /// (from the start; repeats make a burst).
+    async fn woken_starts(
+        interval: &str,
+        busy: Duration,
+        for_: Duration,
+        pokes: &[Duration],
+    ) -> (Vec<Duration>, u32) {
         let text = format!(
             "announcer: {{routes: [192.0.2.1/32]}}\nservices:\n  - name: s\n    check_interval: {interval}\n    checks: [{{kind: assigned_address, spec: {{ipv4: 127.0.0.1}}}}]\n"
         );
@@ -997,6 +1045,7 @@ mod tests {
         .unwrap();
         let starts = Arc::new(Mutex::new(Vec::new()));
         let running = Arc::new(Mutex::new((0, 0)));
+        let wakeup = Arc::new(Notify::new());
         let service = PreparedService {
             config: Arc::new(config.services[0].clone()),
             checks: Arc::new([PreparedCheck {
@@ -1012,6 +1061,7 @@ mod tests {
                     busy,
                     starts: starts.clone(),
                     running: running.clone(),
+                    wakeup: Some(wakeup.clone()),
                 }),
             }]),
         };
@@ -1027,7 +1077,11 @@ mod tests {
             EngineHooks::default(),
         ));
         let begin = tokio::time::Instant::now();
-        tokio::time::sleep(for_).await;
+        for &poke in pokes {
+            tokio::time::sleep_until(begin + poke).await;
+            wakeup.notify_one();
+        }
+        tokio::time::sleep_until(begin + for_).await;
         shutdown.cancel();
         engine.await.unwrap();
         let starts = starts.lock().unwrap().iter().map(|s| *s - begin).collect();
@@ -1065,6 +1119,34 @@ mod tests {
         )
         .await;
         assert_eq!(gaps(&starts), [1500, 1500, 1500]);
+        assert_eq!(most_at_once, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wakeup_runs_a_round_at_once_then_the_interval_restarts() {
+        let ms = Duration::from_millis;
+        // 10 s interval; a wakeup at 3 s; a burst of three at 5 s.
+        let (starts, most_at_once) = woken_starts(
+            "10s",
+            ms(1),
+            ms(16_000),
+            &[ms(3000), ms(5000), ms(5000), ms(5000)],
+        )
+        .await;
+        let at: Vec<u128> = starts.iter().map(|s| s.as_millis()).collect();
+        // At once (debounced by 2 ms), a burst is one round, and the next
+        // periodic round is an interval after the last woken one.
+        assert_eq!(at, [1, 3002, 5002, 15002], "{starts:?}");
+        assert_eq!(most_at_once, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wakeup_during_a_round_runs_one_more_after_it_never_overlapping() {
+        let ms = Duration::from_millis;
+        let (starts, most_at_once) =
+            woken_starts("10s", ms(500), ms(3000), &[ms(1000), ms(1200), ms(1300)]).await;
+        let at: Vec<u128> = starts.iter().map(|s| s.as_millis()).collect();
+        assert_eq!(at, [1, 1002, 1504], "{starts:?}");
         assert_eq!(most_at_once, 1);
     }
 }
