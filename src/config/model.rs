@@ -318,6 +318,7 @@ pub enum CheckKind {
     TftpRrq,
     Ntpq,
     TlsCertificate,
+    GrpcHealth,
 }
 
 impl CheckKind {
@@ -330,6 +331,7 @@ impl CheckKind {
             CheckKind::TftpRrq => "tftp_rrq",
             CheckKind::Ntpq => "ntpq",
             CheckKind::TlsCertificate => "tls_certificate",
+            CheckKind::GrpcHealth => "grpc_health",
         }
     }
 }
@@ -452,4 +454,27 @@ pub struct TlsRemote {
     pub host: String,
     #[serde(default)]
     pub insecure: bool,
+}
+
+/// `grpc_health`: `grpc.health.v1.Health/Check` over HTTP/2.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcHealthSpec {
+    /// host:port of the gRPC server.
+    pub address: String,
+    /// The service to ask about; empty or absent is the server's overall health.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// TLS with ALPN h2 instead of cleartext HTTP/2 (prior knowledge).
+    #[serde(default)]
+    pub tls: bool,
+    /// The name the certificate must carry; default the host of `address`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM CA certificates to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    pub tries: u8,
+    pub interval: ConfigDuration,
+    pub timeout: ConfigDuration,
 }

@@ -146,6 +146,7 @@ pub enum CheckSpec {
     TftpRrq(TftpRrqSpec),
     Ntpq(NtpqSpec),
     TlsCertificate(TlsCertificateSpec),
+    GrpcHealth(GrpcHealthSpec),
 }
 
 impl CheckSpec {
@@ -158,6 +159,7 @@ impl CheckSpec {
             CheckSpec::TftpRrq(_) => CheckKind::TftpRrq,
             CheckSpec::Ntpq(_) => CheckKind::Ntpq,
             CheckSpec::TlsCertificate(_) => CheckKind::TlsCertificate,
+            CheckSpec::GrpcHealth(_) => CheckKind::GrpcHealth,
         }
     }
 }
@@ -701,6 +703,7 @@ fn resolve_spec(
         CheckKind::TftpRrq => CheckSpec::TftpRrq(decode(spec, path)?),
         CheckKind::Ntpq => CheckSpec::Ntpq(decode(spec, path)?),
         CheckKind::TlsCertificate => CheckSpec::TlsCertificate(decode(spec, path)?),
+        CheckKind::GrpcHealth => CheckSpec::GrpcHealth(decode(spec, path)?),
     })
 }
 
@@ -830,6 +833,34 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             }
             if s.timeout.is_some_and(|t| t.get().is_zero()) {
                 problems.add(at("timeout"), "must be longer than zero");
+            }
+        }
+        CheckSpec::GrpcHealth(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if split_host_port(&s.address).is_none() {
+                problems.add(
+                    at("address"),
+                    format!(
+                        "expected host:port such as \"127.0.0.1:50051\", found \"{}\"",
+                        s.address
+                    ),
+                );
+            }
+            if !s.tls {
+                for (key, set) in [
+                    ("server_name", s.server_name.is_some()),
+                    ("ca_file", s.ca_file.is_some()),
+                ] {
+                    if set {
+                        problems.add(at(key), "only applies with `tls: true`");
+                    }
+                }
+            }
+            if s.server_name.as_deref() == Some("") {
+                problems.add(at("server_name"), "must not be empty");
+            }
+            if s.ca_file.as_deref() == Some("") {
+                problems.add(at("ca_file"), "must not be empty");
             }
         }
     }
