@@ -372,23 +372,21 @@ impl GrpcHealth {
             .map_err(|e| format!("cannot connect to {target}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.exchange(tcp, "http").await,
+            None => self.exchange(Box::new(tcp), "http").await,
             Some((connector, server_name)) => {
                 let tls = connector
                     .connect(server_name.clone(), tcp)
                     .await
                     .map_err(|e| format!("TLS handshake failed: {}", error_chain(&e)))?;
-                self.exchange(tls, "https").await
+                self.exchange(Box::new(tls), "https").await
             }
         }
     }
 
     /// One HTTP/2 connection, one request; the connection is driven here,
-    /// not spawned, so dropping the attempt closes it.
-    async fn exchange<S>(&self, stream: S, scheme: &str) -> Result<(), String>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    /// not spawned, so dropping the attempt closes it. The stream is boxed
+    /// so hyper's HTTP/2 client is compiled once, not once per stream type.
+    async fn exchange(&self, stream: Box<dyn Stream>, scheme: &str) -> Result<(), String> {
         let (mut sender, connection) =
             hyper::client::conn::http2::Builder::new(TokioExecutor::new())
                 .max_header_list_size(MAX_RESPONSE as u32)
@@ -448,6 +446,10 @@ impl GrpcHealth {
         }
     }
 }
+
+/// A TCP or TLS stream.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 fn status_of(headers: &HeaderMap) -> codec::Status<'_> {
     codec::Status {
