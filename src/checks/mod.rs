@@ -9,6 +9,7 @@
 mod assigned_address;
 mod dns;
 mod file;
+pub mod grpc;
 mod http;
 mod icmp;
 mod listening;
@@ -97,6 +98,7 @@ impl AttemptPolicy {
             CheckSpec::IcmpPing(s) => policy(1, Duration::ZERO, s.timeout.get()),
             CheckSpec::TftpRrq(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
             CheckSpec::Ntpq(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
+            CheckSpec::GrpcHealth(s) => policy(s.tries, s.interval.get(), s.timeout.get()),
             CheckSpec::TlsCertificate(s) => policy(
                 1,
                 Duration::ZERO,
@@ -136,6 +138,7 @@ pub fn build(check: &CheckConfig, service: &str) -> Result<Box<dyn Check>, Build
         CheckSpec::Ntpq(spec) => Box::new(ntp::Ntpq::new(spec, &labels)?),
         CheckSpec::IcmpPing(spec) => Box::new(icmp::IcmpPing::new(spec, &labels)?),
         CheckSpec::TlsCertificate(spec) => Box::new(tls::TlsCertificate::new(spec, &labels)?),
+        CheckSpec::GrpcHealth(spec) => Box::new(grpc::GrpcHealth::new(spec)?),
         CheckSpec::TcpConnect(spec) => Box::new(tcp::TcpConnect::new(spec)),
         CheckSpec::File(spec) => Box::new(file::FileCheck::new(spec)),
     })

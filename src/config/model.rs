@@ -321,6 +321,7 @@ pub enum CheckKind {
     TcpConnect,
     File,
     Listening,
+    GrpcHealth,
 }
 
 impl CheckKind {
@@ -336,6 +337,7 @@ impl CheckKind {
             CheckKind::TcpConnect => "tcp_connect",
             CheckKind::File => "file",
             CheckKind::Listening => "listening",
+            CheckKind::GrpcHealth => "grpc_health",
         }
     }
 }
@@ -615,4 +617,27 @@ pub struct FileSpec {
     /// The file's modification time must be younger than this.
     #[serde(default)]
     pub max_age: Option<LongDuration>,
+}
+
+/// `grpc_health`: `grpc.health.v1.Health/Check` over HTTP/2.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcHealthSpec {
+    /// host:port of the gRPC server.
+    pub address: String,
+    /// The service to ask about; empty or absent is the server's overall health.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// TLS with ALPN h2 instead of cleartext HTTP/2 (prior knowledge).
+    #[serde(default)]
+    pub tls: bool,
+    /// The name the certificate must carry; default the host of `address`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM CA certificates to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    pub tries: u8,
+    pub interval: ConfigDuration,
+    pub timeout: ConfigDuration,
 }

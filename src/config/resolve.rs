@@ -149,6 +149,7 @@ pub enum CheckSpec {
     TcpConnect(TcpConnectSpec),
     File(FileSpec),
     Listening(ListeningSpec),
+    GrpcHealth(GrpcHealthSpec),
 }
 
 impl CheckSpec {
@@ -164,6 +165,7 @@ impl CheckSpec {
             CheckSpec::TcpConnect(_) => CheckKind::TcpConnect,
             CheckSpec::File(_) => CheckKind::File,
             CheckSpec::Listening(_) => CheckKind::Listening,
+            CheckSpec::GrpcHealth(_) => CheckKind::GrpcHealth,
         }
     }
 }
@@ -710,6 +712,7 @@ fn resolve_spec(
         CheckKind::TcpConnect => CheckSpec::TcpConnect(decode(spec, path)?),
         CheckKind::File => CheckSpec::File(decode(spec, path)?),
         CheckKind::Listening => CheckSpec::Listening(decode(spec, path)?),
+        CheckKind::GrpcHealth => CheckSpec::GrpcHealth(decode(spec, path)?),
     })
 }
 
@@ -976,6 +979,34 @@ fn validate_spec(spec: &CheckSpec, path: &str, problems: &mut Problems) {
             }
             if s.timeout.is_some_and(|t| t.get().is_zero()) {
                 problems.add(at("timeout"), "must be longer than zero");
+            }
+        }
+        CheckSpec::GrpcHealth(s) => {
+            attempts(problems, s.tries, &s.interval, &s.timeout);
+            if split_host_port(&s.address).is_none() {
+                problems.add(
+                    at("address"),
+                    format!(
+                        "expected host:port such as \"127.0.0.1:50051\", found \"{}\"",
+                        s.address
+                    ),
+                );
+            }
+            if !s.tls {
+                for (key, set) in [
+                    ("server_name", s.server_name.is_some()),
+                    ("ca_file", s.ca_file.is_some()),
+                ] {
+                    if set {
+                        problems.add(at(key), "only applies with `tls: true`");
+                    }
+                }
+            }
+            if s.server_name.as_deref() == Some("") {
+                problems.add(at("server_name"), "must not be empty");
+            }
+            if s.ca_file.as_deref() == Some("") {
+                problems.add(at("ca_file"), "must not be empty");
             }
         }
     }

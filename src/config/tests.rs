@@ -597,3 +597,47 @@ fn http_2xx_options_load_and_bad_ones_name_their_key() {
     assert_eq!(path, format!("{at}.ca_file"));
     assert!(message.contains("https://"), "{message}");
 }
+
+#[test]
+fn grpc_health_spec_is_checked() {
+    let grpc = |spec: &str| {
+        BASE.replace(
+            r#"kind: http_2xx
+        spec: {url: "http://127.0.0.1:8080/", method: GET, "#,
+            &format!("kind: grpc_health\n        spec: {{{spec}, "),
+        )
+    };
+    let config = yaml(&grpc(r#"address: "127.0.0.1:50051", service: db"#)).unwrap();
+    let check = &config.services[0].checks[0];
+    assert_eq!(check.name, "grpc_health");
+    match &check.spec {
+        CheckSpec::GrpcHealth(s) => {
+            assert_eq!(s.service.as_deref(), Some("db"));
+            assert!(!s.tls);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(
+        yaml(&grpc(
+            r#"address: "[::1]:50051", tls: true, server_name: grpc.test"#
+        ))
+        .is_ok()
+    );
+    assert_eq!(
+        problem(&grpc(r#"address: "127.0.0.1""#)),
+        (
+            "services[0].checks[0].spec.address".into(),
+            "expected host:port such as \"127.0.0.1:50051\", found \"127.0.0.1\"".into()
+        )
+    );
+    assert_eq!(
+        problem(&grpc(r#"address: "h:1", ca_file: /etc/ca.pem"#)),
+        (
+            "services[0].checks[0].spec.ca_file".into(),
+            "only applies with `tls: true`".into()
+        )
+    );
+    let (path, message) = problem(&grpc(r#"address: "h:1", servce: db"#));
+    assert_eq!(path, "services[0].checks[0].spec.servce");
+    assert!(message.contains("did you mean `service`?"), "{message}");
+}
