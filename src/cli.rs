@@ -73,7 +73,7 @@ const LONG_ABOUT: &str = "\
 Announce anycast or service prefixes over BGP only while the services behind them are healthy.
 
 anycastd runs health checks against the services of this host (HTTP, DNS, ICMP, TFTP, NTP, \
-TLS certificates, assigned addresses) and keeps each service's routes announced only while \
+TLS certificates, TCP, gRPC health, listening sockets, files, assigned addresses) and keeps each service's routes announced only while \
 the service is up: when its checks fail, its routes are withdrawn and traffic moves to the \
 healthy nodes; when they pass again, the routes come back. Nothing is announced before the \
 first verdicts.

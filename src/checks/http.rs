@@ -165,7 +165,6 @@ pub struct Http2xx {
     headers: HeaderMap,
     payload: Option<String>,
     client: ClientRef,
-    keepalive: bool,
     /// Accepted statuses, inclusive ranges; `expected` says them in words.
     statuses: Vec<(u16, u16)>,
     expected: String,
@@ -277,7 +276,6 @@ impl Http2xx {
             headers,
             payload: spec.payload.clone(),
             client,
-            keepalive: spec.keepalive,
             statuses,
             expected,
             body_substring,
@@ -375,14 +373,13 @@ impl Check for Http2xx {
                 .map_err(|e| format!("{} {}: {}", self.method, self.shown_url, error_chain(&e)))?;
             let status = response.status();
             let status_ok = self.status_ok(status.as_u16());
-            // The body is read (up to the limit) when an expectation needs it,
-            // or with keep-alive so the connection can be reused; otherwise a
-            // fresh connection is just closed.
+            // The body is always read (up to the limit, within the timeout):
+            // a server that sends its headers and then stalls is not serving,
+            // and with keep-alive the connection can then be reused.
             let wants_body =
                 status_ok && (self.body_substring.is_some() || self.body_regex.is_some());
             let mut body = Vec::new();
-            let mut truncated = false;
-            if wants_body || self.keepalive {
+            let truncated = {
                 let mut read = 0;
                 while read < HTTP_BODY_LIMIT {
                     match response.chunk().await {
@@ -407,10 +404,10 @@ impl Check for Http2xx {
                 }
                 // Whether anything follows the limit (one more read only
                 // when the body filled the limit exactly).
-                truncated = wants_body
+                wants_body
                     && read >= HTTP_BODY_LIMIT
-                    && (read > HTTP_BODY_LIMIT || !matches!(response.chunk().await, Ok(None)));
-            }
+                    && (read > HTTP_BODY_LIMIT || !matches!(response.chunk().await, Ok(None)))
+            };
             if !status_ok {
                 let from = if response.url().as_str() == self.url.as_str() {
                     self.shown_url.clone()
@@ -468,7 +465,6 @@ mod tests {
     #[test]
     fn default_is_fresh_with_connection_close() {
         let check = Http2xx::new(&spec("")).unwrap();
-        assert!(!check.keepalive);
         assert_eq!(check.headers.get(CONNECTION).unwrap(), "close");
         assert!(matches!(
             check.client,
