@@ -107,7 +107,7 @@ def main():
         th1 = thread_ticks(child.pid)
         cpu = (c1 - c0) / CLK_TCK / (t1 - t0) * 100
         print(f"services: {services} listening checks at 1 s "
-              f"({services - services // 10} passing), poll every 20 ms")
+              f"({services - services // 10} passing), poll every 30 ms")
         print(f"announced routes: {announced[0]}")
         print(f"CPU over {t1 - t0:.1f} s: {cpu:.2f} % of one core")
         for name in sorted(th1):

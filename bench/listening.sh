@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU of 1,000 `listening` checks (1,000 services at check_interval 1s, one
-# shared sock_diag poller every 20 ms): target ≤ 2 % of one core. Builds the
+# shared sock_diag poller every 30 ms): target ≤ 2 % of one core. Builds the
 # release binary unless BENCH_SKIP_BUILD=1; BENCH_SERVICES, BENCH_DURATION
 # (default 30 s) and BENCH_WARMUP (5 s) tune it. Linux, Python 3.
 set -euo pipefail

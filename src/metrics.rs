@@ -239,6 +239,29 @@ pub fn service_transition(service: &str, state: &'static str) {
         .increment(1);
 }
 
+/// A check's two per-round gauges, looked up in the registry once (at the
+/// first round, when the recorder is installed) instead of every round:
+/// 1,000 checks a second otherwise cost 2,000 lookups with their labels.
+#[derive(Debug, Default)]
+pub struct CheckGauges(std::sync::OnceLock<(metrics::Gauge, metrics::Gauge)>);
+
+impl CheckGauges {
+    pub fn record(&self, service: &str, check: &str, passed: bool, seconds: f64) {
+        let (up, duration) = self.0.get_or_init(|| {
+            let labels = [
+                ("service", service.to_string()),
+                ("check", check.to_string()),
+            ];
+            (
+                metrics::gauge!(CHECK_UP, &labels),
+                metrics::gauge!(CHECK_DURATION, &labels),
+            )
+        });
+        up.set(f64::from(u8::from(passed)));
+        duration.set(seconds);
+    }
+}
+
 pub fn check_result(service: &str, check: &str, passed: bool, seconds: f64) {
     let labels = [
         ("service", service.to_string()),

@@ -143,13 +143,17 @@ pub struct RouteStatus {
 }
 
 /// The whole of `GET /status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     /// anycastd's version.
     pub version: String,
     /// In configuration order.
     pub services: Vec<ServiceStatus>,
     pub routes: RouteStatus,
+    /// Where each service is in `services`: the engine writes a service's
+    /// round 1,000s of times a second, a scan per write would cost O(n²).
+    #[serde(skip)]
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl Default for StatusReport {
@@ -158,11 +162,26 @@ impl Default for StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             services: Vec::new(),
             routes: RouteStatus::default(),
+            index: Default::default(),
         }
     }
 }
 
+impl PartialEq for StatusReport {
+    /// What the report says; the lookup index is not part of it.
+    fn eq(&self, other: &StatusReport) -> bool {
+        self.version == other.version
+            && self.services == other.services
+            && self.routes == other.routes
+    }
+}
+
 impl StatusReport {
+    fn service_mut(&mut self, name: &str) -> Option<&mut ServiceStatus> {
+        let at = *self.index.get(name)?;
+        self.services.get_mut(at)
+    }
+
     /// Whether every service is up (and there is at least one).
     pub fn all_up(&self) -> bool {
         !self.services.is_empty() && self.services.iter().all(|s| s.state == State::Up)
@@ -251,13 +270,19 @@ impl StatusBoard {
                     deadlines: (details.draining_until, details.held_until),
                 });
             }
+            report.index = report
+                .services
+                .iter()
+                .enumerate()
+                .map(|(at, s)| (s.name.clone(), at))
+                .collect();
         });
     }
 
     /// Records a finished round of `service`: its checks, and its state after it.
     pub fn record_round(&self, service: &str, checks: Vec<CheckStatus>, state: State) {
         self.write(|report| {
-            let Some(entry) = report.services.iter_mut().find(|s| s.name == service) else {
+            let Some(entry) = report.service_mut(service) else {
                 return;
             };
             entry.state = state;
@@ -269,7 +294,7 @@ impl StatusBoard {
     /// Records a state change that came without a round (a stale service).
     pub fn set_state(&self, service: &str, state: State) {
         self.write(|report| {
-            if let Some(entry) = report.services.iter_mut().find(|s| s.name == service) {
+            if let Some(entry) = report.service_mut(service) {
                 entry.state = state;
             }
         });
@@ -278,7 +303,7 @@ impl StatusBoard {
     /// Records why a service is in its state, who drained it and its timers.
     pub fn set_details(&self, service: &str, details: ServiceDetails) {
         self.write(|report| {
-            if let Some(entry) = report.services.iter_mut().find(|s| s.name == service) {
+            if let Some(entry) = report.service_mut(service) {
                 entry.reason = details.reason;
                 entry.drained_by = details.drained_by;
                 entry.deadlines = (details.draining_until, details.held_until);

@@ -26,7 +26,7 @@ use super::{AttemptFuture, Check};
 use crate::config::model::{ListenProtocol, ListeningSpec};
 
 /// How often the poller reads the socket tables.
-pub const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(30);
 /// A table older than this is no answer: the attempt dumps one itself.
 const FRESH: Duration = Duration::from_secs(1);
 

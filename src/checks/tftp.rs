@@ -666,6 +666,7 @@ mod tests {
             name: "tftp".into(),
             group: String::new(),
             degrades: false,
+            gauges: Default::default(),
             policy: AttemptPolicy {
                 tries: 1,
                 interval: Duration::from_millis(100),

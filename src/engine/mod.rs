@@ -867,6 +867,14 @@ async fn service_task(
             }
         }
         let outcome = run_round(&service).await;
+        for (check, prepared) in outcome.checks.iter().zip(service.checks.iter()) {
+            prepared.gauges.record(
+                &service.config.name,
+                &check.name,
+                check.passed,
+                check.duration.as_secs_f64(),
+            );
+        }
         let report = RoundReport {
             service: service.config.name.clone(),
             epoch,
@@ -923,12 +931,6 @@ impl From<ServiceState> for status::State {
 
 fn record_round(report: &RoundReport) {
     for check in &report.outcome.checks {
-        metrics::check_result(
-            &report.service,
-            &check.name,
-            check.passed,
-            check.duration.as_secs_f64(),
-        );
         if !check.passed {
             tracing::debug!(service = %report.service, check = %check.name, reason = %check.reason, "check failed");
         }
@@ -1052,6 +1054,7 @@ mod tests {
                 name: "slow".into(),
                 group: String::new(),
                 degrades: false,
+                gauges: Default::default(),
                 policy: AttemptPolicy {
                     tries: 1,
                     interval: Duration::from_millis(10),

@@ -21,6 +21,8 @@ pub struct PreparedCheck {
     pub degrades: bool,
     pub policy: AttemptPolicy,
     pub check: Box<dyn Check>,
+    /// Its `anycastd_check_*` gauges.
+    pub gauges: crate::metrics::CheckGauges,
 }
 
 /// A service whose checks have all been built. Cheap to clone: a
@@ -55,6 +57,7 @@ pub fn prepare(services: &[ServiceConfig]) -> Result<Vec<PreparedService>, Vec<P
                     degrades: check.degrades,
                     policy: AttemptPolicy::for_spec(&check.spec),
                     check: built,
+                    gauges: Default::default(),
                 }),
                 Err(error) => errors.push(PrepareError {
                     service: service_index,
@@ -224,6 +227,7 @@ mod tests {
             name: "scripted".into(),
             group: String::new(),
             degrades: false,
+            gauges: Default::default(),
             policy: AttemptPolicy {
                 tries,
                 interval: Duration::from_millis(100),
