@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(bird2 gobgpd frr dnsmasq tftpd-hpa chrony prometheus systemd mandoc groff-base iproute2 procps)
+apt_packages=(bird2 gobgpd frr dnsmasq tftpd-hpa chrony prometheus systemd mandoc groff-base iproute2 procps openssl python3)
 pip_packages=("exabgp>=5.0,<6")
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -48,7 +48,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v pyenv >/dev/null && pyenv rehash || true
 fi
 for tool in bird birdc exabgp gobgpd gobgp /usr/lib/frr/bgpd vtysh dnsmasq in.tftpd chronyd promtool \
-    systemd-analyze mandoc groff ip ss sysctl setpriv; do
+    systemd-analyze mandoc groff ip ss sysctl setpriv openssl python3; do
     command -v "$tool" >/dev/null || {
         echo "missing $tool: install ${apt_packages[*]} (apt) and ${pip_packages[*]} (pip), as root" >&2
         exit 1
