@@ -484,6 +484,7 @@ pub async fn run(
             }
         }
     }
+    maintenance.first_look().await;
     for (service, on) in maintenance.poll() {
         let outputs = core.handle(
             carrier.now(),
@@ -687,7 +688,9 @@ fn apply_reload(
             .or_insert(service);
     }
     let source = new_config.source.clone();
-    *maintenance = MaintenanceFiles::new(&new_config);
+    let mut files = MaintenanceFiles::new(&new_config);
+    let undrains = files.carry_from(maintenance);
+    *maintenance = files;
     let outputs = core.handle(carrier.now(), Input::Configure(new_config));
     for output in &outputs {
         if let Output::Configured {
@@ -706,9 +709,9 @@ fn apply_reload(
         }
     }
     carrier.carry_out(core, outputs, Instant::now());
-    // Files of the new config count at once (a fresh set of files starts
-    // as "none exist", so existing ones come back as drains).
-    for (service, on) in maintenance.poll() {
+    // Files the new config no longer names lift their drains; files it
+    // names keep what was seen of them until the new watcher looks.
+    for (service, on) in undrains.into_iter().chain(maintenance.poll()) {
         let outputs = core.handle(
             carrier.now(),
             Input::Drain {
@@ -749,12 +752,27 @@ fn drain_summary(core: &Core, carrier: &Carrier, services: &[String], on: bool) 
     out
 }
 
+/// A look at the maintenance files older than this (the watcher thread is
+/// stuck, say in a stat on a hung mount) is no answer: every file counts as
+/// present, the drained side.
+const MAINTENANCE_STALE: Duration = Duration::from_secs(1);
+
+/// When the watcher thread last looked, and which files existed.
+type Looked = Option<(Instant, Vec<bool>)>;
+
 /// The maintenance files of a config, and which of them existed when last
-/// looked at.
+/// looked at. The looking (a stat per file) is done by a thread of its own,
+/// so a file on a hung mount can stall that thread but never the engine
+/// loop and with it the checks.
 struct MaintenanceFiles {
     /// `None` for the node's file, else the service's name.
     files: Vec<(Option<String>, PathBuf)>,
     present: BTreeSet<usize>,
+    /// From the watcher; `None` without files.
+    looked: Option<watch::Receiver<Looked>>,
+    created: Instant,
+    /// Whether "no fresh look" has been logged (once per episode).
+    stale_logged: bool,
 }
 
 impl MaintenanceFiles {
@@ -768,9 +786,21 @@ impl MaintenanceFiles {
                 files.push((Some(service.name.clone()), path.clone()));
             }
         }
+        let looked = (!files.is_empty())
+            .then(|| spawn_maintenance_watcher(files.iter().map(|(_, p)| p.clone()).collect()));
+        MaintenanceFiles::watching(files, looked)
+    }
+
+    fn watching(
+        files: Vec<(Option<String>, PathBuf)>,
+        looked: Option<watch::Receiver<Looked>>,
+    ) -> MaintenanceFiles {
         MaintenanceFiles {
             files,
             present: BTreeSet::new(),
+            looked,
+            created: Instant::now(),
+            stale_logged: false,
         }
     }
 
@@ -778,15 +808,53 @@ impl MaintenanceFiles {
         !self.files.is_empty()
     }
 
-    /// Looks at every file; returns the drains that changed.
+    /// Takes over what `old` saw of the files both configs name; returns
+    /// the undrains of files `old` saw that this config no longer names.
+    fn carry_from(&mut self, old: &MaintenanceFiles) -> Vec<(Option<String>, bool)> {
+        let mut undrains = Vec::new();
+        for &at in &old.present {
+            let entry = &old.files[at];
+            match self.files.iter().position(|f| f == entry) {
+                Some(here) => {
+                    self.present.insert(here);
+                }
+                None => undrains.push((entry.0.clone(), false)),
+            }
+        }
+        undrains
+    }
+
+    /// Waits (at most [`MAINTENANCE_STALE`]) for the watcher's first look.
+    async fn first_look(&mut self) {
+        if let Some(looked) = &mut self.looked {
+            let _ = tokio::time::timeout(MAINTENANCE_STALE, looked.wait_for(Option::is_some)).await;
+        }
+    }
+
+    /// The watcher's latest look; returns the drains that changed.
     fn poll(&mut self) -> Vec<(Option<String>, bool)> {
+        let latest = self.looked.as_ref().and_then(|l| l.borrow().clone());
+        let seen = match latest {
+            Some((at, present)) if at.elapsed() < MAINTENANCE_STALE => {
+                if std::mem::take(&mut self.stale_logged) {
+                    tracing::info!("maintenance files can be looked at again");
+                }
+                present
+            }
+            None if self.created.elapsed() < MAINTENANCE_STALE => return Vec::new(),
+            _ => {
+                if !std::mem::replace(&mut self.stale_logged, true) {
+                    tracing::error!(
+                        "maintenance files could not be looked at for {}: counting them as present (drained)",
+                        crate::config::format_duration(MAINTENANCE_STALE)
+                    );
+                }
+                vec![true; self.files.len()]
+            }
+        };
         let mut changes = Vec::new();
         for (at, (service, path)) in self.files.iter().enumerate() {
-            // A stat per file: microseconds, and it sees a file made by any
-            // means (touch, a config manager, a mount).
-            // A file that cannot be looked at (permissions, I/O) may be
-            // there: drained, the safe side.
-            let exists = path.try_exists().unwrap_or(true);
+            let exists = seen.get(at).copied().unwrap_or(true);
             if exists != self.present.contains(&at) {
                 if exists {
                     self.present.insert(at);
@@ -800,6 +868,33 @@ impl MaintenanceFiles {
         }
         changes
     }
+}
+
+/// A thread that stats `paths` every [`MAINTENANCE_POLL`] and reports;
+/// it ends when the receiver is dropped (a reload, the engine stopping).
+fn spawn_maintenance_watcher(paths: Vec<PathBuf>) -> watch::Receiver<Looked> {
+    let (tx, rx) = watch::channel(None);
+    let spawned = std::thread::Builder::new()
+        .name("anycastd-maint".into())
+        .spawn(move || {
+            loop {
+                // A file that cannot be looked at (permissions, I/O) may be
+                // there: drained, the safe side.
+                let present = paths
+                    .iter()
+                    .map(|p| p.try_exists().unwrap_or(true))
+                    .collect();
+                if tx.send(Some((Instant::now(), present))).is_err() {
+                    return;
+                }
+                std::thread::sleep(MAINTENANCE_POLL);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without looks the files count as present: drained.
+        tracing::error!(error = %e, "cannot start the maintenance file watcher");
+    }
+    rx
 }
 
 /// One service's rounds, every `check_interval` start to start (every
@@ -1097,6 +1192,43 @@ mod tests {
             .windows(2)
             .map(|w| (w[1] - w[0]).as_millis())
             .collect()
+    }
+
+    #[test]
+    fn a_stale_look_at_the_maintenance_files_counts_them_present() {
+        let (tx, rx) = watch::channel(None);
+        let files = vec![
+            (Some("a".to_string()), PathBuf::from("/m/a")),
+            (Some("b".to_string()), PathBuf::from("/m/b")),
+        ];
+        let mut maintenance = MaintenanceFiles::watching(files.clone(), Some(rx));
+        // No look yet, and not for long: nothing decided.
+        assert!(maintenance.poll().is_empty());
+        tx.send(Some((Instant::now(), vec![false, true]))).unwrap();
+        assert_eq!(maintenance.poll(), [(Some("b".to_string()), true)]);
+        // The watcher is stuck (its last look is old): every file is there.
+        let old = Instant::now() - 2 * MAINTENANCE_STALE;
+        tx.send(Some((old, vec![false, false]))).unwrap();
+        assert_eq!(maintenance.poll(), [(Some("a".to_string()), true)]);
+        // A fresh look counts again.
+        tx.send(Some((Instant::now(), vec![false, false]))).unwrap();
+        assert_eq!(
+            maintenance.poll(),
+            [
+                (Some("a".to_string()), false),
+                (Some("b".to_string()), false)
+            ]
+        );
+        // A reload keeps what was seen of the files both configs name and
+        // lifts the drains of the others.
+        tx.send(Some((Instant::now(), vec![true, true]))).unwrap();
+        maintenance.poll();
+        let mut reloaded = MaintenanceFiles::watching(files[..1].to_vec(), None);
+        assert_eq!(
+            reloaded.carry_from(&maintenance),
+            [(Some("b".to_string()), false)]
+        );
+        assert!(reloaded.present.contains(&0));
     }
 
     #[tokio::test(start_paused = true)]
