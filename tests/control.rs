@@ -294,3 +294,37 @@ fn an_unreadable_drain_state_file_keeps_the_node_drained() {
     let saved = std::fs::read_to_string(dir.path().join("drains.json")).unwrap();
     assert!(saved.contains("\"node\": false"), "{saved}");
 }
+
+#[test]
+fn announce_delay_holds_a_recovered_service_and_the_socket_is_owner_and_group_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    let http = HealthServer::start();
+    let config = config(dir.path(), &http, "200ms", "");
+    // web: back from down only after 1 s up.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "    check_interval: 200ms\n    routes: [\"198.51.100.1/32\"]",
+        "    check_interval: 200ms\n    announce_delay: 1s\n    routes: [\"198.51.100.1/32\"]",
+    );
+    assert!(text.contains("announce_delay"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let exabgp = start(dir.path(), &config);
+    let mode = std::fs::metadata(dir.path().join("ctl.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "control socket mode {mode:o}");
+    // Not applied at start.
+    wait_line(&exabgp, &announce(R_WEB), None);
+    http.set_healthy(false);
+    wait_line(&exabgp, &withdraw(R_WEB), None);
+    http.set_healthy(true);
+    let healthy_at = Instant::now();
+    let (_, announced_at) = wait_line(&exabgp, &announce(R_WEB), None);
+    let held = announced_at - healthy_at;
+    assert!(
+        held >= Duration::from_millis(900),
+        "announced {held:?} after recovering, before announce_delay"
+    );
+    println!("announce_delay 1s: announced {held:?} after the service recovered");
+}
