@@ -18,6 +18,7 @@
 //! attribute errors), 8203 (shutdown communication), 2385 (TCP-MD5),
 //! 6608 (FSM error subcodes).
 
+pub mod bfd;
 pub mod io;
 mod listener;
 pub mod packet;
