@@ -72,6 +72,19 @@ pub const BGP_MESSAGES: &str = "anycastd_bgp_messages_total";
 pub const BGP_PREFIXES: &str = "anycastd_bgp_prefixes_announced";
 /// native: seconds since the session was established.
 pub const BGP_UPTIME: &str = "anycastd_bgp_session_uptime_seconds";
+/// native, BFD: session state per peer (0 admin_down, 1 down, 2 init,
+/// 3 up: RFC 5880's numbering); labels `peer`, `router_id`.
+pub const BFD_STATE: &str = "anycastd_bfd_state";
+/// native, BFD: state changes; labels `peer`, `router_id`, `state` (the new one).
+pub const BFD_STATE_CHANGES: &str = "anycastd_bfd_state_changes_total";
+/// native, BFD: the interval we send at, as negotiated (before jitter).
+pub const BFD_TX_INTERVAL: &str = "anycastd_bfd_tx_interval_seconds";
+/// native, BFD: how long the peer may stay silent, as negotiated.
+pub const BFD_DETECTION_TIME: &str = "anycastd_bfd_detection_time_seconds";
+/// native, BFD: received packets discarded; label `reason`.
+pub const BFD_DROPPED: &str = "anycastd_bfd_packets_dropped_total";
+/// native: times BFD took a BGP session down or kept it from coming up.
+pub const BGP_HELD_BY_BFD: &str = "anycastd_bgp_held_by_bfd_total";
 /// The metrics/status listener could not accept a connection (usually: out
 /// of file descriptors).
 pub const LISTENER_ACCEPT_ERRORS: &str = "anycastd_listener_accept_errors_total";
@@ -166,6 +179,24 @@ fn describe() {
     describe_counter!(BGP_MESSAGES, "BGP messages by direction and type");
     describe_gauge!(BGP_PREFIXES, "Prefixes announced to the BGP peer");
     describe_gauge!(BGP_UPTIME, "Seconds since the BGP session was established");
+    describe_gauge!(
+        BFD_STATE,
+        "BFD session state per peer: 0 admin_down, 1 down, 2 init, 3 up"
+    );
+    describe_counter!(BFD_STATE_CHANGES, "BFD session state changes, by new state");
+    describe_gauge!(
+        BFD_TX_INTERVAL,
+        "Interval BFD Control packets are sent at, as negotiated, before jitter"
+    );
+    describe_gauge!(
+        BFD_DETECTION_TIME,
+        "How long the BFD peer may stay silent before the session goes down"
+    );
+    describe_counter!(BFD_DROPPED, "Received BFD packets discarded, by reason");
+    describe_counter!(
+        BGP_HELD_BY_BFD,
+        "Times BFD took the BGP session down or kept it from coming up"
+    );
     describe_counter!(BIRD_RECONFIGURES, "BIRD reconfigure requests, by result");
     describe_histogram!(
         BIRD_RECONFIGURE_DURATION,
@@ -323,6 +354,29 @@ pub fn bgp_session_state(peer: &str, router_id: &str, state: u8) {
     if state != 6 {
         metrics::gauge!(BGP_UPTIME, &peer_labels(peer, router_id)).set(0.0);
     }
+}
+
+pub fn bfd_state(peer: &str, router_id: &str, state: u8, name: &'static str, changed: bool) {
+    let labels = peer_labels(peer, router_id);
+    metrics::gauge!(BFD_STATE, &labels).set(f64::from(state));
+    if changed {
+        let [p, r] = labels;
+        metrics::counter!(BFD_STATE_CHANGES, &[p, r, ("state", name.to_string())]).increment(1);
+    }
+}
+
+pub fn bfd_intervals(peer: &str, router_id: &str, tx: Option<f64>, detection: Option<f64>) {
+    let labels = peer_labels(peer, router_id);
+    metrics::gauge!(BFD_TX_INTERVAL, &labels).set(tx.unwrap_or(0.0));
+    metrics::gauge!(BFD_DETECTION_TIME, &labels).set(detection.unwrap_or(0.0));
+}
+
+pub fn bfd_dropped(reason: &'static str) {
+    metrics::counter!(BFD_DROPPED, "reason" => reason).increment(1);
+}
+
+pub fn bgp_held_by_bfd(peer: &str, router_id: &str) {
+    metrics::counter!(BGP_HELD_BY_BFD, &peer_labels(peer, router_id)).increment(1);
 }
 
 pub fn bgp_flap(peer: &str, router_id: &str) {

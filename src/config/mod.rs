@@ -23,8 +23,8 @@ pub use model::{BackendKind, BirdFormat, BirdRouteKind, CheckKind};
 pub use operate::{ControlConfig, DrainConfig, MaxWithdraw, Profiles};
 pub(crate) use resolve::split_host_port;
 pub use resolve::{
-    BirdConfig, CheckConfig, CheckSpec, Config, ExabgpConfig, NativeConfig, NextHop, PeerConfig,
-    ServiceConfig, Strategy,
+    BfdSettings, BirdConfig, CheckConfig, CheckSpec, Config, ExabgpConfig, NativeConfig, NextHop,
+    PeerConfig, ServiceConfig, Strategy,
 };
 
 /// One thing wrong with the config, at a key path.

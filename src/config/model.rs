@@ -155,6 +155,24 @@ pub struct RawNative {
     /// RFC 8203 text sent with the Cease at shutdown.
     #[serde(default)]
     pub shutdown_message: Option<String>,
+    /// BFD defaults for every peer (field by field under a peer's own).
+    #[serde(default)]
+    pub bfd: Option<RawBfd>,
+}
+
+/// `bfd` of a peer or of `announcer.native`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBfd {
+    /// Defaults to true where a `bfd` block is given.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub min_tx: Option<ConfigDuration>,
+    #[serde(default)]
+    pub min_rx: Option<ConfigDuration>,
+    #[serde(default)]
+    pub multiplier: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +199,8 @@ pub struct RawPeer {
     pub passive: Option<bool>,
     #[serde(default)]
     pub hold_time: Option<ConfigDuration>,
+    #[serde(default)]
+    pub bfd: Option<RawBfd>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -186,7 +186,26 @@ pub struct PeerConfig {
     pub passive: bool,
     /// Hold time offered, in seconds (0 or 3..=65535).
     pub hold_time: u16,
+    /// BFD with this peer, if enabled.
+    pub bfd: Option<BfdSettings>,
 }
+
+/// A peer's BFD timers (RFC 5880 bfd.DesiredMinTxInterval,
+/// bfd.RequiredMinRxInterval, bfd.DetectMult).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSettings {
+    pub min_tx: Duration,
+    pub min_rx: Duration,
+    pub multiplier: u8,
+}
+
+/// The BFD defaults: FRR's (300 ms × 3).
+pub const BFD_DEFAULT_INTERVAL: Duration = Duration::from_millis(300);
+pub const BFD_DEFAULT_MULTIPLIER: u8 = 3;
+/// BFD intervals accepted: timers finer than 10 ms are not kept by a
+/// general-purpose host; above a minute BFD is slower than BGP's own hold timer.
+const BFD_INTERVALS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(60);
 
 /// `announcer.native`: defaults for every peer of the native backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,6 +375,12 @@ pub(super) fn resolve(
                 "must be 1 to 80 bytes (the TCP-MD5 key limit)",
             );
         }
+        let bfd = resolve_bfd(
+            peer.bfd.as_ref(),
+            native_defaults.bfd.as_ref(),
+            &path,
+            &mut problems,
+        );
         let local_address = peer.local_address.or(announcer.local_address);
         if let Some(local) = local_address
             && local.is_ipv4() != peer.remote_address.is_ipv4()
@@ -379,6 +404,7 @@ pub(super) fn resolve(
             password: peer.password,
             passive: peer.passive.or(native_defaults.passive).unwrap_or(false),
             hold_time,
+            bfd,
         });
     }
 
@@ -1165,6 +1191,70 @@ fn bird_symbol(name: &str) -> bool {
 }
 
 /// A hold time in whole seconds: 0 (no keepalives) or 3 to 65535 (RFC 4271 §4.2).
+/// A peer's BFD: its own `bfd` block field by field over
+/// `announcer.native.bfd`; enabled where either block is given, unless
+/// `enabled: false`.
+fn resolve_bfd(
+    own: Option<&super::model::RawBfd>,
+    defaults: Option<&super::model::RawBfd>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<BfdSettings> {
+    if own.is_none() && defaults.is_none() {
+        return None;
+    }
+    let pick = |f: fn(&super::model::RawBfd) -> Option<ConfigDuration>| {
+        own.and_then(f)
+            .map(|d| (d.get(), format!("{path}.bfd")))
+            .or_else(|| {
+                defaults
+                    .and_then(f)
+                    .map(|d| (d.get(), "announcer.native.bfd".to_string()))
+            })
+    };
+    let enabled = own
+        .and_then(|b| b.enabled)
+        .or(defaults.and_then(|b| b.enabled))
+        .unwrap_or(true);
+    let mut interval =
+        |f: fn(&super::model::RawBfd) -> Option<ConfigDuration>, key: &str| match pick(f) {
+            Some((d, at)) if !BFD_INTERVALS.contains(&d) => {
+                problems.add(
+                    format!("{at}.{key}"),
+                    format!(
+                        "expected an interval from 10ms to 60s, found {}",
+                        super::format_duration(d)
+                    ),
+                );
+                BFD_DEFAULT_INTERVAL
+            }
+            Some((d, _)) => d,
+            None => BFD_DEFAULT_INTERVAL,
+        };
+    let min_tx = interval(|b| b.min_tx, "min_tx");
+    let min_rx = interval(|b| b.min_rx, "min_rx");
+    let multiplier = match own
+        .and_then(|b| b.multiplier)
+        .map(|m| (m, format!("{path}.bfd")))
+        .or_else(|| {
+            defaults
+                .and_then(|b| b.multiplier)
+                .map(|m| (m, "announcer.native.bfd".to_string()))
+        }) {
+        Some((0, at)) => {
+            problems.add(format!("{at}.multiplier"), "expected 1 to 255, found 0");
+            BFD_DEFAULT_MULTIPLIER
+        }
+        Some((m, _)) => m,
+        None => BFD_DEFAULT_MULTIPLIER,
+    };
+    enabled.then_some(BfdSettings {
+        min_tx,
+        min_rx,
+        multiplier,
+    })
+}
+
 fn hold_seconds(hold: Duration, key: &str, problems: &mut Problems) -> u16 {
     let secs = hold.as_secs();
     if hold.subsec_nanos() != 0 || secs == 1 || secs == 2 || secs > u64::from(u16::MAX) {

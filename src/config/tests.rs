@@ -641,3 +641,92 @@ fn grpc_health_spec_is_checked() {
     assert_eq!(path, "services[0].checks[0].spec.servce");
     assert!(message.contains("did you mean `service`?"), "{message}");
 }
+
+#[test]
+fn bfd_per_peer_over_native_defaults() {
+    let with = |native: &str, peers: &str| {
+        let text = BASE.replace(
+            "  backend: exabgp",
+            &format!(
+                "\n  router_id: 10.0.0.2\n  local_asn: 2\n  local_address: 10.0.0.2\n  native: {{{native}}}\n  peers: [{peers}]"
+            ),
+        );
+        yaml_with(&text, BackendKind::Native)
+    };
+    let bfd = |config: &Config| -> Vec<Option<crate::config::BfdSettings>> {
+        config.peers.iter().map(|p| p.bfd).collect()
+    };
+    let ms = Duration::from_millis;
+    // No block anywhere: no BFD.
+    let config = with("", "{name: a, remote_address: 10.0.0.1, remote_asn: 1}").unwrap();
+    assert_eq!(bfd(&config), [None]);
+    // A peer's block enables it; what it leaves out is FRR's default.
+    let config = with(
+        "",
+        "{name: a, remote_address: 10.0.0.1, remote_asn: 1, bfd: {min_tx: 100ms}}",
+    )
+    .unwrap();
+    assert_eq!(
+        bfd(&config),
+        [Some(crate::config::BfdSettings {
+            min_tx: ms(100),
+            min_rx: ms(300),
+            multiplier: 3
+        })]
+    );
+    // announcer.native.bfd for every peer, field by field under a peer's
+    // own, and `enabled: false` opts one out.
+    let config = with(
+        "bfd: {min_tx: 50ms, min_rx: 50ms, multiplier: 5}",
+        "{name: a, remote_address: 10.0.0.1, remote_asn: 1, bfd: {min_rx: 200ms}}, \
+         {name: b, remote_address: 10.0.0.3, remote_asn: 1, bfd: {enabled: false}}",
+    )
+    .unwrap();
+    assert_eq!(
+        bfd(&config),
+        [
+            Some(crate::config::BfdSettings {
+                min_tx: ms(50),
+                min_rx: ms(200),
+                multiplier: 5
+            }),
+            None
+        ]
+    );
+    // Bounds name where the value came from.
+    let err = with(
+        "bfd: {min_tx: 5ms}",
+        "{name: a, remote_address: 10.0.0.1, remote_asn: 1, bfd: {multiplier: 0, min_rx: 2m}}",
+    )
+    .unwrap_err();
+    let found: Vec<(String, String)> = err
+        .problems()
+        .iter()
+        .map(|p| (p.path.clone(), p.message.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "announcer.native.bfd.min_tx".to_string(),
+                "expected an interval from 10ms to 60s, found 5ms".to_string()
+            ),
+            (
+                "announcer.peers[0].bfd.min_rx".to_string(),
+                "expected an interval from 10ms to 60s, found 2m0s".to_string()
+            ),
+            (
+                "announcer.peers[0].bfd.multiplier".to_string(),
+                "expected 1 to 255, found 0".to_string()
+            ),
+        ]
+    );
+    // A typo is a config error, not a silent default.
+    assert!(
+        with(
+            "",
+            "{name: a, remote_address: 10.0.0.1, remote_asn: 1, bfd: {min_txx: 1s}}"
+        )
+        .is_err()
+    );
+}

@@ -25,6 +25,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::bfd::io::BfdView;
+use super::bfd::session::PathVerdict;
 use super::packet::{self, DecodeError, Family, Frame, Message};
 use super::session::{Action, Event, Session, Side, State, Timer};
 use super::sockopt::set_tcp_md5;
@@ -74,6 +76,8 @@ pub struct PeerIo {
     pub accepted: Option<Arc<super::listener::Accepted>>,
     /// Where what the peer holds is reported (`native NAME`).
     pub announced: AnnouncedReporter,
+    /// The peer's BFD session, if BFD is enabled for it.
+    pub bfd: Option<watch::Receiver<BfdView>>,
 }
 
 type Connecting =
@@ -203,6 +207,10 @@ impl PeerIo {
         let reported_as = format!("native {}", self.peer.name);
         self.announced.report(&reported_as, session.announced());
 
+        let mut bfd = self.bfd.clone();
+        // A fresh session is not held; a BFD session already down (this
+        // task restarted) holds it at the first turn.
+        let mut bfd_path = PathVerdict::Unanswered;
         let initial = desired.borrow_and_update().routes.clone();
         let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
         loop {
@@ -292,6 +300,13 @@ impl PeerIo {
                         Action::TreatedAsWithdraw(why) => {
                             tracing::debug!(peer = %label, reason = %why, "received UPDATE treated as withdraw (RFC 7606)");
                         }
+                        Action::HeldByBfd(why) => {
+                            metrics::bgp_held_by_bfd(&label, &self.router_id);
+                            tracing::warn!(peer = %label, name = %self.peer.name, reason = %why, "BFD is down: BGP session closed and held down until BFD is up again");
+                        }
+                        Action::ReleasedByBfd => {
+                            tracing::info!(peer = %label, name = %self.peer.name, "BFD no longer holds the BGP session down; connecting");
+                        }
                         Action::Finished => return,
                     }
                 }
@@ -357,6 +372,14 @@ impl PeerIo {
                     {
                         // Measured once the UPDATEs are queued (next loop turn).
                         latency_pending = Some(at);
+                    }
+                }
+                verdict = bfd_changed(&mut bfd, &mut bfd_path) => {
+                    match verdict {
+                        Some((PathVerdict::Down, why)) => pending.push(Event::BfdDown(why)),
+                        Some(_) => pending.push(Event::BfdUp),
+                        // The BFD side is gone for good (shutdown): nothing more from it.
+                        None => bfd = None,
                     }
                 }
                 _ = sleep_until(next_timer.map(|(_, at)| at)), if next_timer.is_some() => {
@@ -447,6 +470,29 @@ fn slot(side: Side) -> usize {
     match side {
         Side::Outgoing => 0,
         Side::Incoming => 1,
+    }
+}
+
+/// The next change of what BFD says of the path, against what was last
+/// handed on (`delivered`), with the session's last diagnostic; `None`
+/// once the BFD side is gone. Cancel-safe: `delivered` changes only when
+/// the change is returned.
+async fn bfd_changed(
+    bfd: &mut Option<watch::Receiver<BfdView>>,
+    delivered: &mut PathVerdict,
+) -> Option<(PathVerdict, String)> {
+    let Some(rx) = bfd else {
+        return std::future::pending().await;
+    };
+    loop {
+        {
+            let view = rx.borrow_and_update();
+            if view.path != *delivered {
+                *delivered = view.path;
+                return Some((view.path, view.down_diag.to_string()));
+            }
+        }
+        rx.changed().await.ok()?;
     }
 }
 
@@ -595,6 +641,7 @@ mod tests {
             password: None,
             passive: false,
             hold_time,
+            bfd: None,
         };
         let session = Session::new(SessionConfig {
             local_asn: 65001,
@@ -615,6 +662,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let io = PeerIo {
             announced: AnnouncedReporter::default(),
+            bfd: None,
             peer,
             ttl: 64,
             router_id: "192.0.2.1".into(),
@@ -801,6 +849,7 @@ mod tests {
             password: None,
             passive: false,
             hold_time: 90,
+            bfd: None,
         };
         let local_asn = 65001;
         // eBGP without multihop: routers treat the peer as directly connected.

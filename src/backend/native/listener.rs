@@ -234,6 +234,7 @@ mod tests {
             password: None,
             passive: true,
             hold_time: 90,
+            bfd: None,
         }
     }
 

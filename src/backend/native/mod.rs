@@ -52,6 +52,8 @@ pub struct NativeBackend {
     peers: Vec<(io::PeerIo, SessionConfig)>,
     /// One per local address and port that peers are accepted on.
     listeners: BTreeMap<SocketAddr, listener::PassiveListener>,
+    /// The peers with BFD, all run by one thread.
+    bfd: Vec<bfd::io::BfdPeer>,
 }
 
 /// A jitter seed that differs between peers and between runs.
@@ -70,6 +72,7 @@ impl NativeBackend {
         };
         let next_hop = config.local_address.and_then(packet::ipv4_of);
         let mut listeners = BTreeMap::new();
+        let mut bfd_peers = Vec::new();
         let peers = config
             .peers
             .iter()
@@ -113,11 +116,28 @@ impl NativeBackend {
                     router_id: router_id.to_string(),
                     accepted,
                     announced: AnnouncedReporter::default(),
+                    bfd: peer.bfd.map(|settings| {
+                        let bfd = bfd::io::BfdPeer::new(
+                            &peer.name,
+                            peer.remote_address,
+                            peer.local_address,
+                            peer.enable_multihop,
+                            settings,
+                            &router_id.to_string(),
+                        );
+                        let view = bfd.view.subscribe();
+                        bfd_peers.push(bfd);
+                        view
+                    }),
                 };
                 (io, session)
             })
             .collect();
-        Ok(NativeBackend { peers, listeners })
+        Ok(NativeBackend {
+            peers,
+            listeners,
+            bfd: bfd_peers,
+        })
     }
 
     /// Each peer reports what it announces to `announced`.
@@ -140,8 +160,15 @@ impl Backend for NativeBackend {
         shutdown: CancellationToken,
     ) -> BackendFuture {
         Box::pin(async move {
-            metrics::backend_errors_zero(NAME, &["session", "listen", "task"]);
+            metrics::backend_errors_zero(NAME, &["session", "listen", "task", "bfd"]);
             let mut tasks = Vec::new();
+            if !self.bfd.is_empty() {
+                let peers = std::sync::Arc::new(self.bfd);
+                let stop = shutdown.clone();
+                tasks.push(supervise::Task::new("BFD".into(), move || {
+                    Box::pin(bfd::io::run(peers.clone(), stop.clone()))
+                }));
+            }
             for listener in self.listeners.into_values() {
                 let name = format!("BGP listener {}", listener.address());
                 let stop = shutdown.clone();

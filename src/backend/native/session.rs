@@ -131,6 +131,13 @@ pub enum Event {
     Desired(Arc<RouteSet>),
     /// Shut down: withdraw, say goodbye, close.
     Stop,
+    /// BFD says the path to the peer is down: close every connection
+    /// (Cease, subcode 10 "BFD Down", RFC 9384) and open none until
+    /// [`Event::BfdUp`].
+    BfdDown(String),
+    /// BFD is Up again, or no longer has a say (the peer stopped
+    /// answering it): connect at once.
+    BfdUp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +186,11 @@ pub enum Action {
     },
     /// A session negotiated a family reported missing.
     FamilyCleared(Family),
+    /// BFD took the session down or kept it from coming up: why (once
+    /// per episode).
+    HeldByBfd(String),
+    /// BFD no longer holds the session down.
+    ReleasedByBfd,
     /// After `Stop`: nothing more will happen.
     Finished,
 }
@@ -219,6 +231,9 @@ struct Conn {
     local: IpAddr,
     negotiated: Option<Negotiated>,
 }
+
+/// RFC 9384: Cease subcode "BFD Down".
+const BFD_DOWN: u8 = 10;
 
 /// RFC 4271 §10: hold time while waiting for the peer's OPEN.
 const LARGE_HOLD: Duration = Duration::from_secs(240);
@@ -325,6 +340,8 @@ pub struct Session {
     unreachable: bool,
     reconnect: Reconnect,
     stopping: bool,
+    /// BFD holds the session down: why.
+    held: Option<String>,
 }
 
 impl Session {
@@ -344,6 +361,7 @@ impl Session {
             unreachable: false,
             reconnect,
             stopping: false,
+            held: None,
         }
     }
 
@@ -430,7 +448,9 @@ impl Session {
                 }
             }
             Event::Accepted { local } => {
-                if self.stopping {
+                if self.held.is_some() {
+                    out.push(Action::Refuse(Notification::new(6, BFD_DOWN, Vec::new())));
+                } else if self.stopping {
                     out.push(Action::Refuse(Notification::new(6, 5, Vec::new())));
                 } else if self.established().is_some() {
                     // RFC 4271 §6.8: a connection Established wins over a
@@ -533,6 +553,21 @@ impl Session {
                 out.push(Action::CancelTimer(Timer::ConnectRetry));
                 out.push(Action::CancelTimer(Timer::Stable));
             }
+            Event::BfdDown(why) => {
+                if self.held.is_none() && !self.stopping {
+                    self.hold(why, &mut out);
+                }
+            }
+            Event::BfdUp => {
+                if self.held.take().is_some() {
+                    out.push(Action::ReleasedByBfd);
+                    let idle = self.conns.iter().all(Option::is_none) && !self.connecting;
+                    if self.started && idle && !self.stopping {
+                        out.push(Action::CancelTimer(Timer::ConnectRetry));
+                        self.connect(&mut out);
+                    }
+                }
+            }
         }
         self.report_state(&mut out);
         if stop {
@@ -541,8 +576,32 @@ impl Session {
         out
     }
 
-    /// Starts a connection attempt, unless passive.
+    /// BFD says the path is down: every connection closes with Cease/BFD
+    /// Down, an attempt in flight is dropped, and no retry is set.
+    fn hold(&mut self, why: String, out: &mut Vec<Action>) {
+        out.push(Action::HeldByBfd(why.clone()));
+        self.held = Some(why.clone());
+        for side in [Side::Outgoing, Side::Incoming] {
+            if self.conn(side).is_some() {
+                out.push(Action::Send(
+                    side,
+                    Message::Notification(Notification::new(6, BFD_DOWN, Vec::new())),
+                ));
+                self.conn_failed(side, format!("BFD down: {why}"), Cause::Failure, out);
+            }
+        }
+        if self.connecting {
+            self.connecting = false;
+            out.push(Action::Close(Side::Outgoing));
+        }
+        out.push(Action::CancelTimer(Timer::ConnectRetry));
+    }
+
+    /// Starts a connection attempt, unless passive or held by BFD.
     fn connect(&mut self, out: &mut Vec<Action>) {
+        if self.held.is_some() {
+            return;
+        }
         if !self.config.passive {
             self.connecting = true;
             out.push(Action::Connect);
@@ -957,10 +1016,11 @@ impl Session {
         self.retry_if_idle(cause, out);
     }
 
-    /// With no connection left and none in flight, retry after the wait.
+    /// With no connection left and none in flight, retry after the wait
+    /// (unless BFD holds the session: [`Event::BfdUp`] connects).
     fn retry_if_idle(&mut self, cause: Cause, out: &mut Vec<Action>) {
         let idle = self.conns.iter().all(Option::is_none) && !self.connecting;
-        if idle && !self.stopping && !self.config.passive {
+        if idle && !self.stopping && !self.config.passive && self.held.is_none() {
             let delay = self.reconnect.delay(cause == Cause::Failure);
             out.push(Action::SetTimer(Timer::ConnectRetry, delay));
         }

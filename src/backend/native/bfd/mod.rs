@@ -4,5 +4,6 @@
 //! hold timer. A pure codec (`packet`), a pure session (`session`), and one
 //! thread that runs every session's sockets and timers (`io`).
 
+pub mod io;
 pub mod packet;
 pub mod session;

@@ -84,6 +84,8 @@ pub struct BfdSession {
     detect_at: Option<Instant>,
     /// The session has been Up since it was created.
     ever_up: bool,
+    /// Why it last left Up.
+    down_diag: Diagnostic,
     /// The peer's last word was AdminDown (it stopped running BFD with us).
     remote_admin_down: bool,
     /// Set once shut down: AdminDown is sent, nothing is received.
@@ -116,6 +118,7 @@ impl BfdSession {
             next_tx: Some(now),
             detect_at: None,
             ever_up: false,
+            down_diag: Diagnostic::None,
             remote_admin_down: false,
             admin_down: false,
             rng: seed | 1,
@@ -132,6 +135,11 @@ impl BfdSession {
 
     pub fn diag(&self) -> Diagnostic {
         self.diag
+    }
+
+    /// Why the session last left Up.
+    pub fn down_diag(&self) -> Diagnostic {
+        self.down_diag
     }
 
     pub fn local_discriminator(&self) -> u32 {
@@ -292,6 +300,7 @@ impl BfdSession {
                 self.polling = true;
             }
         } else if from == BfdState::Up {
+            self.down_diag = diag;
             // Not Up: back to at most one packet a second; no Poll needed
             // outside Up.
             self.desired_min_tx_us = micros(self.timers.min_tx.max(SLOW_TX));

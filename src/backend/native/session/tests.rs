@@ -921,3 +921,70 @@ fn route_refresh_resends_each_route_with_its_attributes() {
         ]
     );
 }
+
+/// Issue 13: BFD down closes the Established session with Cease / BFD
+/// Down (RFC 9384), withdraws nothing it cannot reach, and sets no retry;
+/// the peer's own connection is refused while held; BFD up connects at
+/// once.
+#[test]
+fn bfd_down_holds_the_session_until_bfd_is_up() {
+    let (mut s, _) = established(65001, 65002, &["192.0.2.10/32"]);
+    let a = s.handle(Event::BfdDown("control detection time expired".into()));
+    assert!(a.contains(&Action::HeldByBfd("control detection time expired".into())));
+    assert!(a.contains(&Action::Send(
+        OUT,
+        Message::Notification(Notification::new(6, 10, Vec::new()))
+    )));
+    assert!(a.contains(&Action::Close(OUT)));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Down(why) if why.contains("BFD down"))),
+        "{a:?}"
+    );
+    assert_eq!(retry_delay(&a), None, "no retry while held: {a:?}");
+    assert!(s.announced().is_empty());
+    assert_eq!(s.state(), State::Idle);
+    // A second BFD down changes nothing; a stale retry timer connects nowhere.
+    assert!(
+        !s.handle(Event::BfdDown("again".into()))
+            .iter()
+            .any(|x| matches!(x, Action::HeldByBfd(_)))
+    );
+    assert!(
+        !s.handle(Event::TimerFired(Timer::ConnectRetry))
+            .contains(&Action::Connect)
+    );
+    // The router's own connection is refused while held.
+    let a = s.handle(Event::Accepted {
+        local: "192.0.2.1".parse().unwrap(),
+    });
+    assert_eq!(a[0], Action::Refuse(Notification::new(6, 10, Vec::new())));
+    // BFD up: connect now, not after a backoff.
+    let a = s.handle(Event::BfdUp);
+    assert!(a.contains(&Action::ReleasedByBfd));
+    assert!(a.contains(&Action::Connect), "{a:?}");
+    s.handle(Event::Connected {
+        local: "192.0.2.1".parse().unwrap(),
+    });
+    s.handle(Event::Received(OUT, peer_open(65002, 30)));
+    let a = s.handle(Event::Received(OUT, Incoming::Keepalive));
+    assert_eq!(s.state(), State::Established);
+    assert_eq!(sent_updates(&a)[0].announced.len(), 1, "the table again");
+}
+
+/// A session held before it ever connected (BFD already down when the
+/// task restarted) makes no attempt until BFD is up.
+#[test]
+fn bfd_down_before_start_keeps_the_session_from_connecting() {
+    let mut s = Session::new(config(65001, 65002));
+    s.handle(Event::BfdDown("neighbor signaled session down".into()));
+    assert!(!s.handle(Event::Start).contains(&Action::Connect));
+    assert!(s.handle(Event::BfdUp).contains(&Action::Connect));
+}
+
+/// BFD up (or no longer answering) on a session it never held does nothing.
+#[test]
+fn bfd_up_without_a_hold_is_a_no_op() {
+    let (mut s, _) = established(65001, 65002, &["192.0.2.10/32"]);
+    assert!(s.handle(Event::BfdUp).is_empty());
+}

@@ -181,6 +181,16 @@ fn silence_for_the_detection_time_takes_the_session_down() {
     // Back to the slow rate, and BGP is to stay down.
     assert_eq!(down[0].desired_min_tx_us, 1_000_000);
     assert_eq!(s.path(), PathVerdict::Down);
+    // The peer's Down starts the handshake over; why it went down stays.
+    s.on_packet(&peer(BfdState::Down, 0), t + 400 * MS);
+    assert_eq!(
+        (s.state(), s.diag(), s.down_diag()),
+        (
+            BfdState::Init,
+            Diagnostic::None,
+            Diagnostic::DetectionTimeExpired
+        )
+    );
 }
 
 #[test]
