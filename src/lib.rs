@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod metrics;
+pub mod peers;
 pub mod route;
 pub mod status;
 

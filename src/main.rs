@@ -18,6 +18,7 @@ use anycastd::control::{self, Reloader, Request};
 use anycastd::engine::{
     self, DesiredRoutes, EngineCommand, EngineHooks, Heartbeat, PreparedService,
 };
+use anycastd::peers::PeerReporter;
 use anycastd::route::AnnouncedReporter;
 use anycastd::{metrics, status};
 
@@ -179,7 +180,12 @@ fn log_warnings(config: &Config) {
 
 fn validate(cli: &Cli) -> Result<u8, Failure> {
     let (config, _) = load(cli)?;
-    backend::build(&config, AnnouncedReporter::default()).map_err(config_failure)?;
+    backend::build(
+        &config,
+        AnnouncedReporter::default(),
+        PeerReporter::default(),
+    )
+    .map_err(config_failure)?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
@@ -315,7 +321,8 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
     log_warnings(&config);
     raise_file_limit();
     let (reporter, announced) = AnnouncedReporter::channel();
-    let backend = backend::build(&config, reporter).map_err(config_failure)?;
+    let (peer_reporter, peers) = PeerReporter::channel();
+    let backend = backend::build(&config, reporter, peer_reporter).map_err(config_failure)?;
     let runtime_failure = |error: anyhow::Error| Failure {
         code: EXIT_DOWN_OR_PEER_GONE,
         error,
@@ -389,6 +396,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         ready: Some(ready_tx),
         heartbeat: watchdog(),
         announced: Some(announced),
+        peers: Some(peers),
     };
     let mut engine_task = tokio::spawn(engine::run(
         config,

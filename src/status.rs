@@ -150,6 +150,9 @@ pub struct StatusReport {
     /// In configuration order.
     pub services: Vec<ServiceStatus>,
     pub routes: RouteStatus,
+    /// The native backend's BGP peers by name: session and BFD states.
+    #[serde(default)]
+    pub peers: crate::peers::PeerStatuses,
     /// Where each service is in `services`: the engine writes a service's
     /// round 1,000s of times a second, a scan per write would cost O(n²).
     #[serde(skip)]
@@ -162,6 +165,7 @@ impl Default for StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             services: Vec::new(),
             routes: RouteStatus::default(),
+            peers: Default::default(),
             index: Default::default(),
         }
     }
@@ -173,6 +177,7 @@ impl PartialEq for StatusReport {
         self.version == other.version
             && self.services == other.services
             && self.routes == other.routes
+            && self.peers == other.peers
     }
 }
 
@@ -313,6 +318,11 @@ impl StatusBoard {
 
     pub fn set_desired(&self, routes: Arc<RouteSet>) {
         self.write(|report| report.routes.desired = routes);
+    }
+
+    /// The native backend's peers, as it reported them.
+    pub fn set_peers(&self, peers: crate::peers::PeerStatuses) {
+        self.write(|report| report.peers = peers);
     }
 
     /// What each backend (or native peer) announces, as they reported it.
@@ -525,7 +535,37 @@ pub fn render(report: &StatusReport) -> String {
         rows.push(vec!["(none)".into()]);
     }
     out.push_str(&table(&rows));
+    if !report.peers.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&peer_rows(&report.peers)));
+    }
     out
+}
+
+/// PEER ADDRESS BGP BFD: the BFD column says what it means for BGP.
+fn peer_rows(peers: &crate::peers::PeerStatuses) -> Vec<Vec<String>> {
+    let mut rows = vec![["PEER", "ADDRESS", "BGP", "BFD"].map(String::from).to_vec()];
+    for (name, peer) in peers {
+        let bfd = match &peer.bfd {
+            None => "-".to_string(),
+            Some(b) if b.state == "up" => format!(
+                "up (tx {}ms, detection {}ms)",
+                b.tx_interval_ms.unwrap_or(0.0),
+                b.detection_time_ms.unwrap_or(0.0)
+            ),
+            Some(b) if b.path == "down" => {
+                format!("{}, holds BGP down (last: {})", b.state, b.last_down)
+            }
+            Some(b) => format!("{} (peer not answering: BGP runs without BFD)", b.state),
+        };
+        rows.push(vec![
+            name.clone(),
+            peer.address.clone(),
+            peer.bgp.clone(),
+            bfd,
+        ]);
+    }
+    rows
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded.

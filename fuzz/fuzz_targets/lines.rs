@@ -22,10 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let mut whole = Vec::new();
     LineSplitter::new(max).push(bytes, &mut whole);
     assert_eq!(chunked, whole);
-    assert_eq!(
-        whole.len(),
-        bytes.iter().filter(|b| **b == b'\n').count()
-    );
+    assert_eq!(whole.len(), bytes.iter().filter(|b| **b == b'\n').count());
     for line in &whole {
         if let InputLine::Text(text) = line {
             assert!(!text.contains('\n'));

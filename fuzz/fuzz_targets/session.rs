@@ -42,17 +42,22 @@ fuzz_target!(|data: &[u8]| {
         anycastd::route::plain_routes(routes),
     ))));
     check(session.handle(Event::Start));
-    check(session.handle(Event::Connected { local: "192.0.2.1".parse().unwrap() }));
-    check(session.handle(Event::Received(Side::Outgoing, Incoming::Open(Open {
-        my_as: 65002,
-        hold_time: 30,
-        router_id: Ipv4Addr::new(192, 0, 2, 2),
-        capabilities: vec![
-            Capability::Multiprotocol { afi: 1, safi: 1 },
-            Capability::Multiprotocol { afi: 2, safi: 1 },
-            Capability::FourOctetAs(65002),
-        ],
-    }))));
+    check(session.handle(Event::Connected {
+        local: "192.0.2.1".parse().unwrap(),
+    }));
+    check(session.handle(Event::Received(
+        Side::Outgoing,
+        Incoming::Open(Open {
+            my_as: 65002,
+            hold_time: 30,
+            router_id: Ipv4Addr::new(192, 0, 2, 2),
+            capabilities: vec![
+                Capability::Multiprotocol { afi: 1, safi: 1 },
+                Capability::Multiprotocol { afi: 2, safi: 1 },
+                Capability::FourOctetAs(65002),
+            ],
+        }),
+    )));
     check(session.handle(Event::Received(Side::Outgoing, Incoming::Keepalive)));
     let mut rest = data;
     while !rest.is_empty() {
@@ -76,8 +81,12 @@ fuzz_target!(|data: &[u8]| {
                     0 => check(session.handle(Event::TimerFired(Timer::Keepalive(side)))),
                     1 => check(session.handle(Event::TimerFired(Timer::Hold(side)))),
                     2 => check(session.handle(Event::TimerFired(Timer::ConnectRetry))),
-                    3 => check(session.handle(Event::Connected { local: "::1".parse().unwrap() })),
-                    4 => check(session.handle(Event::Accepted { local: "192.0.2.1".parse().unwrap() })),
+                    3 => check(session.handle(Event::Connected {
+                        local: "::1".parse().unwrap(),
+                    })),
+                    4 => check(session.handle(Event::Accepted {
+                        local: "192.0.2.1".parse().unwrap(),
+                    })),
                     5 => check(session.handle(Event::Closed(side, "fuzz".into()))),
                     _ => {}
                 }

@@ -62,6 +62,7 @@ pub trait Backend: Send {
 pub fn build(
     config: &Config,
     announced: AnnouncedReporter,
+    peers: crate::peers::PeerReporter,
 ) -> Result<Box<dyn Backend>, BackendError> {
     match config.backend {
         BackendKind::Exabgp => Ok(Box::new(
@@ -78,7 +79,9 @@ pub fn build(
             )),
         },
         BackendKind::Native => Ok(Box::new(
-            native::NativeBackend::new(config)?.reporting_to(announced),
+            native::NativeBackend::new(config)?
+                .reporting_to(announced)
+                .reporting_peers_to(peers),
         )),
     }
 }

@@ -182,6 +182,8 @@ pub struct EngineHooks {
     pub heartbeat: Option<Heartbeat>,
     /// What the backends report they announce, for the status board.
     pub announced: Option<watch::Receiver<AnnouncedRoutes>>,
+    /// The native backend's peers (BGP and BFD sessions), for the status board.
+    pub peers: Option<watch::Receiver<crate::peers::PeerStatuses>>,
 }
 
 /// A liveness callback of the core loop (see [`EngineHooks::heartbeat`]).
@@ -414,6 +416,7 @@ pub async fn run(
         metrics::service_state(&service.config.name, None, ServiceState::Unknown.as_str());
     }
     let mut announced = hooks.announced.take();
+    let mut peers = hooks.peers.take();
     let mut heartbeat = hooks.heartbeat.take().map(|h| {
         // `interval` panics on zero.
         let mut ticker = tokio::time::interval(h.period.max(Duration::from_millis(1)));
@@ -508,6 +511,16 @@ pub async fn run(
                 for (service, on) in maintenance.poll() {
                     let outputs = core.handle(carrier.now(), Input::Drain { service, source: DrainSource::File, on });
                     carrier.carry_out(&core, outputs, Instant::now());
+                }
+            }
+            changed = reported(&mut peers) => {
+                match changed {
+                    Some(peers) => {
+                        if let Some(status) = &carrier.hooks.status {
+                            status.set_peers(peers);
+                        }
+                    }
+                    None => peers = None,
                 }
             }
             changed = reported(&mut announced) => {
@@ -1056,9 +1069,7 @@ async fn beat(heartbeat: &mut Option<(tokio::time::Interval, Heartbeat)>) {
 
 /// The next report of what the backends announce; `None` once they are
 /// gone, never without a receiver.
-async fn reported(
-    announced: &mut Option<watch::Receiver<AnnouncedRoutes>>,
-) -> Option<AnnouncedRoutes> {
+async fn reported<T: Clone>(announced: &mut Option<watch::Receiver<T>>) -> Option<T> {
     match announced {
         Some(rx) => match rx.changed().await {
             Ok(()) => Some(rx.borrow_and_update().clone()),

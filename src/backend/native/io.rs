@@ -76,6 +76,8 @@ pub struct PeerIo {
     pub accepted: Option<Arc<super::listener::Accepted>>,
     /// Where what the peer holds is reported (`native NAME`).
     pub announced: AnnouncedReporter,
+    /// Where the session's state is reported (status page).
+    pub peers: crate::peers::PeerReporter,
     /// The peer's BFD session, if BFD is enabled for it.
     pub bfd: Option<watch::Receiver<BfdView>>,
 }
@@ -262,6 +264,8 @@ impl PeerIo {
                         }
                         Action::StateChanged(state) => {
                             metrics::bgp_session_state(&label, &self.router_id, state as u8);
+                            self.peers
+                                .update(&self.peer.name, |p| p.bgp = state.name().into());
                         }
                         Action::Up => {
                             established_at = Some(Instant::now());
@@ -662,6 +666,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let io = PeerIo {
             announced: AnnouncedReporter::default(),
+            peers: crate::peers::PeerReporter::default(),
             bfd: None,
             peer,
             ttl: 64,

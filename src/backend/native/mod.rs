@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backend, BackendError, BackendFuture};
 use crate::config::Config;
 use crate::metrics;
+use crate::peers::PeerReporter;
 use crate::route::{AnnouncedReporter, DesiredRoutes};
 use session::{Session, SessionConfig};
 
@@ -116,6 +117,7 @@ impl NativeBackend {
                     router_id: router_id.to_string(),
                     accepted,
                     announced: AnnouncedReporter::default(),
+                    peers: PeerReporter::default(),
                     bfd: peer.bfd.map(|settings| {
                         let bfd = bfd::io::BfdPeer::new(
                             &peer.name,
@@ -138,6 +140,19 @@ impl NativeBackend {
             listeners,
             bfd: bfd_peers,
         })
+    }
+
+    /// Each peer reports its sessions (BGP and BFD) to `peers`.
+    pub fn reporting_peers_to(mut self, peers: PeerReporter) -> Self {
+        for (io, _) in &mut self.peers {
+            io.peers = peers.clone();
+            let (address, name) = (io.peer.remote_address.to_string(), io.peer.name.clone());
+            peers.update(&name, |p| p.address = address);
+        }
+        for bfd in &mut self.bfd {
+            bfd.reporter = peers.clone();
+        }
+        self
     }
 
     /// Each peer reports what it announces to `announced`.

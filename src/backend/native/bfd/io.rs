@@ -30,6 +30,7 @@ use super::packet::{BfdState, ControlPacket, DecodeError, Diagnostic};
 use super::session::{BfdOutput, BfdSession, BfdTimers, PathVerdict};
 use crate::config::BfdSettings;
 use crate::metrics;
+use crate::peers::{BfdStatus, PeerReporter};
 
 /// RFC 5881 §4: single-hop control packets.
 pub const SINGLE_HOP_PORT: u16 = 3784;
@@ -86,6 +87,8 @@ pub struct BfdPeer {
     pub view: Arc<watch::Sender<BfdView>>,
     /// Metric label.
     pub router_id: String,
+    /// Where the session is reported for the status page.
+    pub reporter: PeerReporter,
 }
 
 impl BfdPeer {
@@ -105,6 +108,7 @@ impl BfdPeer {
             settings,
             view: Arc::new(watch::Sender::new(BfdView::new(multihop))),
             router_id: router_id.to_string(),
+            reporter: PeerReporter::default(),
         }
     }
 
@@ -452,6 +456,24 @@ impl Live {
                 view.tx_interval != next.tx_interval || view.detection_time != next.detection_time;
             *view = next;
             true
+        });
+        let view = self.peer.view.borrow().clone();
+        self.peer.reporter.update(&self.peer.name, |p| {
+            p.bfd = Some(BfdStatus {
+                state: view.state.name().into(),
+                remote_state: view.remote_state.name().into(),
+                path: match view.path {
+                    PathVerdict::Up => "up",
+                    PathVerdict::Down => "down",
+                    PathVerdict::Unanswered => "unanswered",
+                }
+                .into(),
+                last_down: view.down_diag.to_string(),
+                multihop: view.multihop,
+                tx_interval_ms: view.tx_interval.map(|d| d.as_secs_f64() * 1000.0),
+                detection_time_ms: view.detection_time.map(|d| d.as_secs_f64() * 1000.0),
+                changes: view.changes,
+            });
         });
         if state_changed {
             let state = session.state();
