@@ -214,7 +214,18 @@ impl PeerIo {
         // task restarted) holds it at the first turn.
         let mut bfd_path = PathVerdict::Unanswered;
         let initial = desired.borrow_and_update().routes.clone();
-        let mut pending: Vec<Event> = vec![Event::Desired(initial), Event::Start];
+        let mut pending: Vec<Event> = vec![Event::Desired(initial)];
+        // Held before the first connection attempt if BFD says so already.
+        if let Some(rx) = &bfd {
+            let view = rx.borrow();
+            bfd_path = view.path;
+            match view.path {
+                PathVerdict::Down => pending.push(Event::BfdDown(view.down_diag.to_string())),
+                PathVerdict::Waiting => pending.push(Event::BfdWaiting),
+                PathVerdict::Up | PathVerdict::Unanswered => {}
+            }
+        }
+        pending.push(Event::Start);
         loop {
             // Feed queued events; carry out every resulting action.
             while !pending.is_empty() {
@@ -304,9 +315,12 @@ impl PeerIo {
                         Action::TreatedAsWithdraw(why) => {
                             tracing::debug!(peer = %label, reason = %why, "received UPDATE treated as withdraw (RFC 7606)");
                         }
-                        Action::HeldByBfd(why) => {
+                        Action::HeldByBfd { why, fault: true } => {
                             metrics::bgp_held_by_bfd(&label, &self.router_id);
                             tracing::warn!(peer = %label, name = %self.peer.name, reason = %why, "BFD is down: BGP session closed and held down until BFD is up again");
+                        }
+                        Action::HeldByBfd { why, fault: false } => {
+                            tracing::info!(peer = %label, name = %self.peer.name, "BGP waits: {why}");
                         }
                         Action::ReleasedByBfd => {
                             tracing::info!(peer = %label, name = %self.peer.name, "BFD no longer holds the BGP session down; connecting");
@@ -381,6 +395,7 @@ impl PeerIo {
                 verdict = bfd_changed(&mut bfd, &mut bfd_path) => {
                     match verdict {
                         Some((PathVerdict::Down, why)) => pending.push(Event::BfdDown(why)),
+                        Some((PathVerdict::Waiting, _)) => pending.push(Event::BfdWaiting),
                         Some(_) => pending.push(Event::BfdUp),
                         // The BFD side is gone for good (shutdown): nothing more from it.
                         None => bfd = None,

@@ -135,6 +135,9 @@ pub enum Event {
     /// (Cease, subcode 10 "BFD Down", RFC 9384) and open none until
     /// [`Event::BfdUp`].
     BfdDown(String),
+    /// A new BFD session waits for the peer's first answer: hold the
+    /// session down as [`Event::BfdDown`] does, quietly (not a fault).
+    BfdWaiting,
     /// BFD is Up again, or no longer has a say (the peer stopped
     /// answering it): connect at once.
     BfdUp,
@@ -187,8 +190,11 @@ pub enum Action {
     /// A session negotiated a family reported missing.
     FamilyCleared(Family),
     /// BFD took the session down or kept it from coming up: why (once
-    /// per episode).
-    HeldByBfd(String),
+    /// per episode); `fault` unless it only waits for a new BFD session.
+    HeldByBfd {
+        why: String,
+        fault: bool,
+    },
     /// BFD no longer holds the session down.
     ReleasedByBfd,
     /// After `Stop`: nothing more will happen.
@@ -555,7 +561,16 @@ impl Session {
             }
             Event::BfdDown(why) => {
                 if self.held.is_none() && !self.stopping {
-                    self.hold(why, &mut out);
+                    self.hold(why, true, &mut out);
+                }
+            }
+            Event::BfdWaiting => {
+                if self.held.is_none() && !self.stopping {
+                    self.hold(
+                        "waiting for the BFD session to come up".into(),
+                        false,
+                        &mut out,
+                    );
                 }
             }
             Event::BfdUp => {
@@ -578,8 +593,11 @@ impl Session {
 
     /// BFD says the path is down: every connection closes with Cease/BFD
     /// Down, an attempt in flight is dropped, and no retry is set.
-    fn hold(&mut self, why: String, out: &mut Vec<Action>) {
-        out.push(Action::HeldByBfd(why.clone()));
+    fn hold(&mut self, why: String, fault: bool, out: &mut Vec<Action>) {
+        out.push(Action::HeldByBfd {
+            why: why.clone(),
+            fault,
+        });
         self.held = Some(why.clone());
         for side in [Side::Outgoing, Side::Incoming] {
             if self.conn(side).is_some() {

@@ -27,7 +27,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::packet::{BfdState, ControlPacket, DecodeError, Diagnostic};
-use super::session::{BfdOutput, BfdSession, BfdTimers, PathVerdict};
+use super::session::{
+    BfdOutput, BfdSession, BfdTimers, FIRST_ANSWER_WITHIN, PathVerdict, SILENT_FOR,
+};
 use crate::config::BfdSettings;
 use crate::metrics;
 use crate::peers::{BfdStatus, PeerReporter};
@@ -38,8 +40,6 @@ pub const SINGLE_HOP_PORT: u16 = 3784;
 pub const MULTIHOP_PORT: u16 = 4784;
 /// RFC 5881 §4: the source port range.
 const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
-/// How long after start a peer that has not answered is reported (once).
-const UNANSWERED_AFTER: Duration = Duration::from_secs(10);
 /// How often sockets that could not be opened are tried again.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
@@ -66,7 +66,7 @@ impl BfdView {
             remote_state: BfdState::Down,
             diag: Diagnostic::None,
             down_diag: Diagnostic::None,
-            path: PathVerdict::Unanswered,
+            path: PathVerdict::Waiting,
             multihop,
             tx_interval: None,
             detection_time: None,
@@ -356,9 +356,6 @@ struct Live {
     sender: Option<StdUdpSocket>,
     /// The last error sending, logged once per change.
     send_error: Option<String>,
-    started: Instant,
-    heard_from: bool,
-    warned_unanswered: bool,
 }
 
 impl Live {
@@ -437,6 +434,7 @@ impl Live {
         let session = &self.session;
         let label = self.label();
         let mut intervals_changed = false;
+        let mut now_unanswered = false;
         self.peer.view.send_if_modified(|view| {
             let next = BfdView {
                 state: session.state(),
@@ -454,9 +452,14 @@ impl Live {
             }
             intervals_changed =
                 view.tx_interval != next.tx_interval || view.detection_time != next.detection_time;
+            now_unanswered =
+                next.path == PathVerdict::Unanswered && view.path != PathVerdict::Unanswered;
             *view = next;
             true
         });
+        if now_unanswered {
+            self.log_unanswered();
+        }
         let view = self.peer.view.borrow().clone();
         self.peer.reporter.update(&self.peer.name, |p| {
             p.bfd = Some(BfdStatus {
@@ -464,6 +467,7 @@ impl Live {
                 remote_state: view.remote_state.name().into(),
                 path: match view.path {
                     PathVerdict::Up => "up",
+                    PathVerdict::Waiting => "waiting",
                     PathVerdict::Down => "down",
                     PathVerdict::Unanswered => "unanswered",
                 }
@@ -495,12 +499,15 @@ impl Live {
         }
     }
 
-    fn warn_if_unanswered(&mut self, now: Instant) {
-        if !self.heard_from && !self.warned_unanswered && now - self.started >= UNANSWERED_AFTER {
-            self.warned_unanswered = true;
+    /// Says why BGP now runs without BFD, once per episode.
+    fn log_unanswered(&self) {
+        let (label, name) = (self.label(), &self.peer.name);
+        if self.session.remote_state() == BfdState::AdminDown {
+            tracing::info!(peer = %label, name = %name, "the peer said BFD AdminDown: BGP with it runs without BFD until BFD starts again");
+        } else {
             tracing::warn!(
-                peer = %self.label(), name = %self.peer.name,
-                "no BFD packet from this peer since start; BGP with it runs without BFD until it answers (is BFD configured on the router?)"
+                peer = %label, name = %name,
+                "no BFD packet from the peer (within {FIRST_ANSWER_WITHIN:?} of start, or for {SILENT_FOR:?}): BGP with it runs without BFD until it answers (is BFD configured on the router?)"
             );
         }
     }
@@ -567,9 +574,6 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
             session: BfdSession::new(timers, discriminator, seed, start),
             sender: None,
             send_error: None,
-            started: start,
-            heard_from: false,
-            warned_unanswered: false,
         };
         metrics::bfd_state(
             &live.label(),
@@ -633,7 +637,6 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
                         let outputs = live.session.on_timer(now);
                         live.carry_out(outputs);
                     }
-                    live.warn_if_unanswered(now);
                 }
                 continue;
             }
@@ -680,7 +683,6 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
             metrics::bfd_dropped("unknown_peer");
             continue;
         };
-        live.heard_from = true;
         let outputs = live.session.on_packet(&packet, Instant::now());
         live.carry_out(outputs);
     }

@@ -48,15 +48,27 @@ pub enum BfdOutput {
     },
 }
 
+/// How long a new session waits for the peer's first packet before
+/// deciding that the peer does not run BFD (it answers a Down within
+/// milliseconds, or at its next idle packet, at most a second later).
+pub const FIRST_ANSWER_WITHIN: Duration = Duration::from_secs(3);
+/// How long a peer that answered may stay wholly silent before it counts
+/// as no longer running BFD (its configuration removed without a word).
+pub const SILENT_FOR: Duration = Duration::from_secs(30);
+
 /// What BGP may do with this peer, as BFD sees the path (see
 /// [`BfdSession::path`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathVerdict {
     /// BFD is Up: the path works.
     Up,
-    /// BFD has been Up with this peer and is not now: keep BGP down.
+    /// A new session waits for the peer's first answer: keep BGP down,
+    /// for at most [`FIRST_ANSWER_WITHIN`].
+    Waiting,
+    /// The peer answers BFD and the session is not Up: keep BGP down.
     Down,
-    /// The peer has never answered (or has said AdminDown): BFD tells
+    /// The peer does not answer BFD (not within [`FIRST_ANSWER_WITHIN`]
+    /// of start, or not for [`SILENT_FOR`]), or said AdminDown: BFD tells
     /// nothing, and BGP runs without it.
     Unanswered,
 }
@@ -82,8 +94,12 @@ pub struct BfdSession {
     final_owed: bool,
     next_tx: Option<Instant>,
     detect_at: Option<Instant>,
-    /// The session has been Up since it was created.
-    ever_up: bool,
+    /// A packet has come from the peer since the session was created.
+    heard: bool,
+    /// When the peer counts as not answering if nothing comes before.
+    silent_at: Option<Instant>,
+    /// It did not answer in time: BGP runs without BFD.
+    silent: bool,
     /// Why it last left Up.
     down_diag: Diagnostic,
     /// The peer's last word was AdminDown (it stopped running BFD with us).
@@ -117,7 +133,9 @@ impl BfdSession {
             final_owed: false,
             next_tx: Some(now),
             detect_at: None,
-            ever_up: false,
+            heard: false,
+            silent_at: Some(now + FIRST_ANSWER_WITHIN),
+            silent: false,
             down_diag: Diagnostic::None,
             remote_admin_down: false,
             admin_down: false,
@@ -167,27 +185,35 @@ impl BfdSession {
         })
     }
 
+    /// Up: BGP may run. Down or Waiting: BGP is held down. Unanswered:
+    /// BGP runs without BFD. See [`PathVerdict`].
     pub fn path(&self) -> PathVerdict {
         if self.state == BfdState::Up {
             PathVerdict::Up
-        } else if self.ever_up && !self.remote_admin_down {
+        } else if self.remote_admin_down || self.silent {
+            PathVerdict::Unanswered
+        } else if self.heard {
             PathVerdict::Down
         } else {
-            PathVerdict::Unanswered
+            PathVerdict::Waiting
         }
     }
 
     /// The earliest time [`BfdSession::on_timer`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.next_tx, self.detect_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_tx, self.detect_at, self.silent_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`: detection, then transmission.
     pub fn on_timer(&mut self, now: Instant) -> Vec<BfdOutput> {
         let mut out = Vec::new();
+        if self.silent_at.is_some_and(|at| at <= now) {
+            self.silent_at = None;
+            self.silent = true;
+        }
         if self.detect_at.is_some_and(|at| at <= now) {
             self.detect_at = None;
             // §6.8.1: the peer's discriminator is forgotten after a
@@ -216,6 +242,9 @@ impl BfdSession {
         if self.admin_down {
             return out;
         }
+        self.heard = true;
+        self.silent = false;
+        self.silent_at = Some(now + SILENT_FOR);
         self.remote_discr = packet.my_discriminator;
         self.remote_state = packet.state;
         self.remote_min_rx_us = packet.required_min_rx_us;
@@ -277,6 +306,7 @@ impl BfdSession {
         self.admin_down = true;
         self.next_tx = None;
         self.detect_at = None;
+        self.silent_at = None;
         // A final packet answering nothing.
         self.polling = false;
         (out, self.packet())
@@ -290,7 +320,6 @@ impl BfdSession {
         self.state = to;
         self.diag = diag;
         if to == BfdState::Up {
-            self.ever_up = true;
             // From the slow rate to the configured one; the Poll tells the
             // peer, whose detection time depends on it. A decrease takes
             // effect at once (§6.8.3 holds back increases only).

@@ -930,7 +930,10 @@ fn route_refresh_resends_each_route_with_its_attributes() {
 fn bfd_down_holds_the_session_until_bfd_is_up() {
     let (mut s, _) = established(65001, 65002, &["192.0.2.10/32"]);
     let a = s.handle(Event::BfdDown("control detection time expired".into()));
-    assert!(a.contains(&Action::HeldByBfd("control detection time expired".into())));
+    assert!(a.contains(&Action::HeldByBfd {
+        why: "control detection time expired".into(),
+        fault: true
+    }));
     assert!(a.contains(&Action::Send(
         OUT,
         Message::Notification(Notification::new(6, 10, Vec::new()))
@@ -948,7 +951,7 @@ fn bfd_down_holds_the_session_until_bfd_is_up() {
     assert!(
         !s.handle(Event::BfdDown("again".into()))
             .iter()
-            .any(|x| matches!(x, Action::HeldByBfd(_)))
+            .any(|x| matches!(x, Action::HeldByBfd { .. }))
     );
     assert!(
         !s.handle(Event::TimerFired(Timer::ConnectRetry))
@@ -977,7 +980,11 @@ fn bfd_down_holds_the_session_until_bfd_is_up() {
 #[test]
 fn bfd_down_before_start_keeps_the_session_from_connecting() {
     let mut s = Session::new(config(65001, 65002));
-    s.handle(Event::BfdDown("neighbor signaled session down".into()));
+    let a = s.handle(Event::BfdWaiting);
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::HeldByBfd { fault: false, .. }))
+    );
     assert!(!s.handle(Event::Start).contains(&Action::Connect));
     assert!(s.handle(Event::BfdUp).contains(&Action::Connect));
 }

@@ -68,7 +68,7 @@ fn up(t0: Instant) -> BfdSession {
 fn three_way_handshake_then_a_poll_for_the_fast_rate() {
     let t0 = Instant::now();
     let mut s = BfdSession::new(timers(100, 3), 7, 1, t0);
-    assert_eq!(s.path(), PathVerdict::Unanswered);
+    assert_eq!(s.path(), PathVerdict::Waiting);
     // The first packet goes at once: Down, not knowing the peer, slow.
     let first = sent(&s.on_timer(t0));
     assert_eq!(first.len(), 1);
@@ -399,4 +399,54 @@ fn a_silent_down_session_forgets_the_peers_discriminator() {
     s.on_timer(t0 + 3 * 1000 * MS);
     assert_eq!(s.remote_discriminator(), 0);
     assert_eq!(s.state(), BfdState::Down);
+}
+
+/// How the path verdict that gates BGP is decided: Waiting (held) for at
+/// most FIRST_ANSWER_WITHIN after start, then Unanswered (BGP without
+/// BFD) if the peer sent nothing; Down (held) while a peer that answers is
+/// not Up; Unanswered again after SILENT_FOR of silence.
+#[test]
+fn a_peer_that_never_answers_does_not_hold_bgp() {
+    let t0 = Instant::now();
+    let mut s = BfdSession::new(timers(100, 3), 7, 1, t0);
+    let mut t = t0;
+    while let Some(at) = s.next_deadline() {
+        if at >= t0 + FIRST_ANSWER_WITHIN {
+            break;
+        }
+        t = at;
+        s.on_timer(t);
+        assert_eq!(s.path(), PathVerdict::Waiting);
+    }
+    s.on_timer(t0 + FIRST_ANSWER_WITHIN);
+    assert_eq!(s.path(), PathVerdict::Unanswered);
+    // It starts answering: held until Up.
+    s.on_packet(&peer(BfdState::Down, 0), t0 + 5000 * MS);
+    assert_eq!(s.path(), PathVerdict::Down);
+    s.on_packet(&peer(BfdState::Up, 7), t0 + 5010 * MS);
+    assert_eq!(s.path(), PathVerdict::Up);
+}
+
+#[test]
+fn a_peer_silent_for_long_no_longer_holds_bgp() {
+    let t0 = Instant::now();
+    let mut s = up(t0);
+    let mut t = t0;
+    let mut verdicts = Vec::new();
+    while let Some(at) = s.next_deadline() {
+        if at > t0 + SILENT_FOR {
+            break;
+        }
+        t = at;
+        s.on_timer(t);
+        if verdicts.last() != Some(&s.path()) {
+            verdicts.push(s.path());
+        }
+    }
+    assert_eq!(t, t0 + SILENT_FOR);
+    assert_eq!(
+        verdicts,
+        [PathVerdict::Up, PathVerdict::Down, PathVerdict::Unanswered],
+        "down at the detection time, unanswered after {SILENT_FOR:?}"
+    );
 }
