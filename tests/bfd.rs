@@ -785,11 +785,17 @@ protocol bgp r1 {{
     /// `None` when not exported, not reachable, or under the stand-in.
     /// Not asserted on yet.
     fn anycastd_bfd_state(&self) -> Option<f64> {
+        let metrics = self.anycastd_metrics()?;
+        metric_sample(&metrics, "anycastd_bfd_state", &[("peer", &self.remote)])
+    }
+
+    /// anycastd's `/metrics`, fetched from inside namespace A; `None` under
+    /// the stand-in or when not reachable.
+    fn anycastd_metrics(&self) -> Option<String> {
         if !matches!(self.speaker, Some(Speaker::Anycastd(_))) {
             return None;
         }
-        let metrics = in_netns(&self.nets.a(), || http_get(METRICS, "/metrics"))?;
-        metric_sample(&metrics, "anycastd_bfd_state", &[("peer", &self.remote)])
+        in_netns(&self.nets.a(), || http_get(METRICS, "/metrics"))
     }
 
     // ---- the router's view -------------------------------------------------------
@@ -1095,6 +1101,18 @@ fn without_bfd_bird_waits_for_the_hold_timer() {
     let mut lab = Lab::new(setup);
     lab.start_speaker();
     lab.wait_up(WAIT, "at start");
+    if !standin() {
+        // The scrape `anycastd_bfd_state` relies on works.
+        let metrics = lab.anycastd_metrics().unwrap_or_default();
+        assert!(
+            metric_sample(
+                &metrics,
+                "anycastd_bgp_session_state",
+                &[("peer", &lab.remote)]
+            ) == Some(6.0),
+            "anycastd's metrics, scraped in A, say Established:\n{metrics}"
+        );
+    }
     let pid = lab.speaker_pid();
     let start = Instant::now();
     signal(pid, libc::SIGSTOP);
