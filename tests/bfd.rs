@@ -798,6 +798,20 @@ protocol bgp r1 {{
         in_netns(&self.nets.a(), || http_get(METRICS, "/metrics"))
     }
 
+    /// Something in A (anycastd) receives BFD on UDP `port`: 3784 single
+    /// hop (RFC 5881), 4784 multihop (RFC 5883).
+    fn assert_listening_in_a(&self, port: u16) {
+        let mut ss = Netns::exec(&self.nets.a(), "ss");
+        ss.args(["-Hlunp", &format!("sport = :{port}")]);
+        let (_, out) = output_within(ss, Duration::from_secs(5));
+        assert!(
+            !out.trim().is_empty(),
+            "nothing in A listens on UDP {port}\n{}",
+            self.diagnostics()
+        );
+        eprintln!("n={}: UDP {port} in A: {}", self.setup.n, out.trim());
+    }
+
     // ---- the router's view -------------------------------------------------------
 
     fn router(&self) -> &Router {
@@ -1068,11 +1082,18 @@ fn bird_lab(n: u8) -> Lab {
     let mut lab = Lab::new(Setup::new(RouterKind::Bird, n));
     lab.start_speaker();
     lab.wait_up(WAIT, "at start");
+    let line = lab.bird_bfd_line().unwrap_or_default();
     eprintln!(
-        "n={n}: BIRD's BFD session: {:?}; anycastd_bfd_state (not asserted yet): {:?}",
-        lab.bird_bfd_line(),
+        "n={n}: BIRD's BFD session: {line}; anycastd_bfd_state (not asserted yet): {:?}",
         lab.anycastd_bfd_state()
     );
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some("vr"),
+        "a single-hop session, on R's interface: {line}\n{}",
+        lab.diagnostics()
+    );
+    lab.assert_listening_in_a(3784);
     lab
 }
 
@@ -1166,5 +1187,6 @@ fn bird_multihop_bfd_session_withdraws_on_freeze() {
         "a multihop session (no interface): {line}\n{}",
         lab.diagnostics()
     );
+    lab.assert_listening_in_a(4784);
     lab.fault_and_recover(Fault::Freeze);
 }
