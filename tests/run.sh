@@ -47,7 +47,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # pyenv installs console scripts behind shims that need a rehash.
     command -v pyenv >/dev/null && pyenv rehash || true
 fi
-for tool in bird birdc exabgp gobgpd gobgp /usr/lib/frr/bgpd vtysh dnsmasq in.tftpd chronyd promtool \
+for tool in bird birdc exabgp gobgpd gobgp /usr/lib/frr/bgpd /usr/lib/frr/bfdd /usr/lib/frr/zebra vtysh dnsmasq in.tftpd chronyd promtool \
     systemd-analyze mandoc groff ip ss sysctl setpriv openssl python3; do
     command -v "$tool" >/dev/null || {
         echo "missing $tool: install ${apt_packages[*]} (apt) and ${pip_packages[*]} (pip), as root" >&2
