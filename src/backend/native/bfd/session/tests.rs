@@ -409,13 +409,11 @@ fn a_silent_down_session_forgets_the_peers_discriminator() {
 fn a_peer_that_never_answers_does_not_hold_bgp() {
     let t0 = Instant::now();
     let mut s = BfdSession::new(timers(100, 3), 7, 1, t0);
-    let mut t = t0;
     while let Some(at) = s.next_deadline() {
         if at >= t0 + FIRST_ANSWER_WITHIN {
             break;
         }
-        t = at;
-        s.on_timer(t);
+        s.on_timer(at);
         assert_eq!(s.path(), PathVerdict::Waiting);
     }
     s.on_timer(t0 + FIRST_ANSWER_WITHIN);
