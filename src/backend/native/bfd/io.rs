@@ -414,12 +414,15 @@ impl Live {
 
     fn log_change(&self, from: BfdState, to: BfdState, diag: Diagnostic) {
         let (label, name) = (self.label(), &self.peer.name);
-        let ms = |d: Option<Duration>| d.map(|d| format!("{d:?}")).unwrap_or_else(|| "-".into());
         match (from, to) {
-            (_, BfdState::Up) => tracing::info!(
-                peer = %label, name = %name,
-                "BFD session up (detection time {})", ms(self.session.detection_time())
-            ),
+            (_, BfdState::Up) => {
+                let s = &self.peer.settings;
+                tracing::info!(
+                    peer = %label, name = %name,
+                    "BFD session up (asking for min_tx {:?}, min_rx {:?}, multiplier {})",
+                    s.min_tx, s.min_rx, s.multiplier
+                )
+            }
             (BfdState::Up, _) => tracing::warn!(
                 peer = %label, name = %name, reason = %diag,
                 "BFD session down: {diag}"
@@ -688,12 +691,11 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
     }
 
     // Shutdown: AdminDown (RFC 5880 §6.8.16) tells the router this is not
-    // a failure; sent twice (once with the state change), as a lost packet
-    // would leave it to detect one.
+    // a failure (sent with the state change). Once: the router removes the
+    // session at the first, and a lost one leaves it to detect the silence.
     let now = Instant::now();
     for live in &mut sessions {
-        let (outputs, last) = live.session.shut_down(now);
+        let (outputs, _) = live.session.shut_down(now);
         live.carry_out(outputs);
-        live.send(&last);
     }
 }

@@ -13,8 +13,8 @@
 //! Intervals: while the session is not Up we send at most once a second
 //! (§6.8.3); on Up we switch to the configured rate with a Poll Sequence
 //! (§6.8.3, §6.5) so the peer learns it. The transmit interval is the
-//! larger of ours and the peer's Required Min RX, less 0–25 % jitter
-//! (0–10 % more with a multiplier of 1; §6.8.7). The detection time is the
+//! larger of ours and the peer's Required Min RX, less 2–25 % jitter
+//! (10–25 % with a multiplier of 1; §6.8.7). The detection time is the
 //! peer's multiplier times the larger of our Required Min RX and the
 //! peer's Desired Min TX (§6.8.4).
 
@@ -369,7 +369,9 @@ impl BfdSession {
             .map(|interval| now + self.jitter(interval));
     }
 
-    /// §6.8.7: 75–100 % of the interval, or 75–90 % with a multiplier of 1.
+    /// §6.8.7: the interval reduced by up to 25 % (75–90 % with a
+    /// multiplier of 1). At least 2 % off: timers fire up to a millisecond
+    /// or two late, and a packet must never come later than the interval.
     fn jitter(&mut self, interval: Duration) -> Duration {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -377,7 +379,7 @@ impl BfdSession {
         let span = if self.timers.multiplier == 1 {
             151
         } else {
-            251
+            231
         };
         let per_mille = 750 + u32::try_from(self.rng % span).unwrap_or(0);
         interval * per_mille / 1000

@@ -255,7 +255,7 @@ fn transmit_interval_follows_the_slower_side_with_jitter() {
     assert_eq!(s.tx_interval(), Some(200 * MS));
     let sends = simulate(&mut s, t0, t0 + 60_000 * MS, 70 * MS, slower);
     let (min, max) = gaps(&sends);
-    assert!(min >= 150 * MS && max <= 200 * MS, "{min:?}..{max:?}");
+    assert!(min >= 150 * MS && max <= 196 * MS, "{min:?}..{max:?}");
     assert!(
         max - min > 30 * MS,
         "jitter spreads the gaps: {min:?}..{max:?}"
@@ -290,7 +290,7 @@ fn a_down_session_sends_at_most_once_a_second() {
         peer(BfdState::Down, 0),
     );
     let (min, max) = gaps(&sends);
-    assert!(min >= 750 * MS && max <= 1000 * MS, "{min:?}..{max:?}");
+    assert!(min >= 750 * MS && max <= 980 * MS, "{min:?}..{max:?}");
 }
 
 #[test]
