@@ -1,13 +1,13 @@
 //! What the daemon believes right now, for operators: each service's state,
-//! each check's last verdict, the desired routes and what each backend
-//! announces. Served as JSON at `GET /status` on the metrics listener and
+//! each check's last verdict, the desired routes, what each backend
+//! announces, and the native backend's peers (BGP and BFD sessions). Served as JSON at `GET /status` on the metrics listener and
 //! printed by `anycastd status`.
 //!
 //! ```text
-//!  backends ── AnnouncedReporter (watch) ──┐
-//!                                          ▼
+//!  backends ── AnnouncedReporter, PeerReporter (watches) ──┐
+//!                                                          ▼
 //!  engine loop (the owner) ── record_round / set_state / set_desired /
-//!                             set_announced / apply_config ──► StatusBoard ──► GET /status
+//!                             set_announced / set_peers / apply_config ──► StatusBoard ──► GET /status
 //!                                                               (RwLock)     (report → JSON)
 //! ```
 //!
