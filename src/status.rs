@@ -1,14 +1,16 @@
 //! What the daemon believes right now, for operators: each service's state,
 //! each check's last verdict, the desired routes, what each backend
-//! announces, and the native backend's peers (BGP and BFD sessions). Served as JSON at `GET /status` on the metrics listener and
-//! printed by `anycastd status`.
+//! announces, and the native backend's peers (BGP and BFD sessions).
+//! Served as JSON at `GET /status` on the metrics listener and printed by
+//! `anycastd status`.
 //!
 //! ```text
 //!  backends ── AnnouncedReporter, PeerReporter (watches) ──┐
 //!                                                          ▼
 //!  engine loop (the owner) ── record_round / set_state / set_desired /
-//!                             set_announced / set_peers / apply_config ──► StatusBoard ──► GET /status
-//!                                                               (RwLock)     (report → JSON)
+//!                             set_announced / set_peers / apply_config
+//!                                       ──► StatusBoard ──► GET /status
+//!                                           (RwLock)       (report → JSON)
 //! ```
 //!
 //! The board is the engine loop's view: only it writes, from what the core
