@@ -245,6 +245,11 @@ impl Receiver {
 }
 
 fn open_receiver(listen: Listen) -> std::io::Result<UdpSocket> {
+    open_receiver_on(listen, listen.port())
+}
+
+/// [`open_receiver`] on any `port` (0: one the kernel picks), for tests.
+fn open_receiver_on(listen: Listen, port: u16) -> std::io::Result<UdpSocket> {
     let (domain, any) = if listen.ipv6 {
         (Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED))
     } else {
@@ -259,7 +264,7 @@ fn open_receiver(listen: Listen) -> std::io::Result<UdpSocket> {
         set_int(&socket, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
     }
     socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::new(any, listen.port()).into())?;
+    socket.bind(&SocketAddr::new(any, port).into())?;
     UdpSocket::from_std(socket.into())
 }
 
@@ -697,5 +702,80 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
     for live in &mut sessions {
         let (outputs, _) = live.session.shut_down(now);
         live.carry_out(outputs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket on `from` (port 0) sending with TTL / hop limit `ttl`.
+    fn sender(from: IpAddr, ttl: u32) -> StdUdpSocket {
+        let domain = if from.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
+        let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        if from.is_ipv6() {
+            socket.set_unicast_hops_v6(ttl).unwrap();
+        } else {
+            socket.set_ttl_v4(ttl).unwrap();
+        }
+        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+        socket.into()
+    }
+
+    async fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> Received {
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            socket.async_io(Interest::READABLE, || recv_with_ttl(socket, buffer)),
+        )
+        .await;
+        got.expect("a datagram within 5 s").expect("recvmsg")
+    }
+
+    /// The receiver reports each datagram's TTL (hop limit) as it came
+    /// (loopback does not decrement it), its source and length, and
+    /// whether it was cut short.
+    async fn reads_ttl(loopback: IpAddr) {
+        let listen = Listen {
+            ipv6: loopback.is_ipv6(),
+            multihop: false,
+        };
+        let receiver = open_receiver_on(listen, 0).expect("open a receiver");
+        let port = receiver.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        let to = SocketAddr::new(loopback, port);
+        let mut buffer = [0u8; 128];
+        for (ttl, len) in [(255, 24), (254, 52), (1, 1)] {
+            let socket = sender(loopback, ttl);
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            socket.send_to(&payload, to).unwrap();
+            let got = receive(&receiver, &mut buffer).await;
+            assert_eq!(got.ttl, Some(ttl as u8), "{loopback}: TTL {ttl}");
+            assert_eq!(got.from, socket.local_addr().unwrap(), "{loopback}");
+            assert_eq!(got.len, len, "{loopback}");
+            assert!(!got.truncated, "{loopback}: {len} bytes fit");
+            assert_eq!(&buffer[..len], &payload[..], "{loopback}");
+        }
+        // Larger than the buffer: cut to its size, and said so.
+        let socket = sender(loopback, 255);
+        socket.send_to(&[0xa5; 200], to).unwrap();
+        let got = receive(&receiver, &mut buffer).await;
+        assert!(got.truncated, "{loopback}: 200 bytes into 128");
+        assert_eq!(got.len, buffer.len(), "{loopback}");
+        assert_eq!(got.ttl, Some(255), "{loopback}");
+        assert_eq!(got.from, socket.local_addr().unwrap(), "{loopback}");
+    }
+
+    #[tokio::test]
+    async fn reads_the_ttl_of_ipv4_datagrams() {
+        reads_ttl(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    }
+
+    #[tokio::test]
+    async fn reads_the_hop_limit_of_ipv6_datagrams() {
+        reads_ttl(IpAddr::V6(Ipv6Addr::LOCALHOST)).await;
     }
 }
