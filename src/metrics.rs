@@ -371,8 +371,11 @@ pub fn bfd_intervals(peer: &str, router_id: &str, tx: Option<f64>, detection: Op
     metrics::gauge!(BFD_DETECTION_TIME, &labels).set(detection.unwrap_or(0.0));
 }
 
-pub fn bfd_dropped(reason: &'static str) {
-    metrics::counter!(BFD_DROPPED, "reason" => reason).increment(1);
+pub type BfdDropCounter = metrics::Counter;
+
+/// The drop counter for `reason`, to keep and increment per packet.
+pub fn bfd_drop_counter(reason: &'static str) -> BfdDropCounter {
+    metrics::counter!(BFD_DROPPED, "reason" => reason)
 }
 
 pub fn bgp_held_by_bfd(peer: &str, router_id: &str) {

@@ -210,15 +210,15 @@ impl PeerIo {
         self.announced.report(&reported_as, session.announced());
 
         let mut bfd = self.bfd.clone();
-        // A fresh session is not held; a BFD session already down (this
-        // task restarted) holds it at the first turn.
-        let mut bfd_path = PathVerdict::Unanswered;
+        // What of the BFD view was handed to the session: its path verdict
+        // and how many times it had left Up.
+        let mut bfd_seen = (PathVerdict::Unanswered, 0);
         let initial = desired.borrow_and_update().routes.clone();
         let mut pending: Vec<Event> = vec![Event::Desired(initial)];
         // Held before the first connection attempt if BFD says so already.
         if let Some(rx) = &bfd {
             let view = rx.borrow();
-            bfd_path = view.path;
+            bfd_seen = (view.path, view.downs);
             match view.path {
                 PathVerdict::Down => pending.push(Event::BfdDown(view.down_diag.to_string())),
                 PathVerdict::Waiting => pending.push(Event::BfdWaiting),
@@ -392,11 +392,9 @@ impl PeerIo {
                         latency_pending = Some(at);
                     }
                 }
-                verdict = bfd_changed(&mut bfd, &mut bfd_path) => {
-                    match verdict {
-                        Some((PathVerdict::Down, why)) => pending.push(Event::BfdDown(why)),
-                        Some((PathVerdict::Waiting, _)) => pending.push(Event::BfdWaiting),
-                        Some(_) => pending.push(Event::BfdUp),
+                events = bfd_changed(&mut bfd, &mut bfd_seen) => {
+                    match events {
+                        Some(events) => pending.extend(events),
                         // The BFD side is gone for good (shutdown): nothing more from it.
                         None => bfd = None,
                     }
@@ -492,23 +490,35 @@ fn slot(side: Side) -> usize {
     }
 }
 
-/// The next change of what BFD says of the path, against what was last
-/// handed on (`delivered`), with the session's last diagnostic; `None`
-/// once the BFD side is gone. Cancel-safe: `delivered` changes only when
-/// the change is returned.
+/// The session's events for the next change of what BFD says of the path,
+/// against what was handed on (`seen`: the verdict, and how many times the
+/// BFD session had left Up); `None` once the BFD side is gone. A Down
+/// that was over before this task looked still takes the BGP session down
+/// (then the current verdict follows). Cancel-safe: `seen` changes only
+/// when events are returned.
 async fn bfd_changed(
     bfd: &mut Option<watch::Receiver<BfdView>>,
-    delivered: &mut PathVerdict,
-) -> Option<(PathVerdict, String)> {
+    seen: &mut (PathVerdict, u64),
+) -> Option<Vec<Event>> {
     let Some(rx) = bfd else {
         return std::future::pending().await;
     };
     loop {
         {
             let view = rx.borrow_and_update();
-            if view.path != *delivered {
-                *delivered = view.path;
-                return Some((view.path, view.down_diag.to_string()));
+            if (view.path, view.downs) != *seen {
+                let mut events = Vec::new();
+                let missed_down = view.downs > seen.1 && view.path != PathVerdict::Down;
+                if missed_down {
+                    events.push(Event::BfdDown(view.down_diag.to_string()));
+                }
+                events.push(match view.path {
+                    PathVerdict::Down => Event::BfdDown(view.down_diag.to_string()),
+                    PathVerdict::Waiting => Event::BfdWaiting,
+                    PathVerdict::Up | PathVerdict::Unanswered => Event::BfdUp,
+                });
+                *seen = (view.path, view.downs);
+                return Some(events);
             }
         }
         rx.changed().await.ok()?;

@@ -57,6 +57,9 @@ pub struct BfdView {
     pub detection_time: Option<Duration>,
     /// State changes since start.
     pub changes: u64,
+    /// Times the session left Up since start: a reader that missed a short
+    /// Down (Up again before it looked) still sees it happened.
+    pub downs: u64,
 }
 
 impl BfdView {
@@ -71,6 +74,7 @@ impl BfdView {
             tx_interval: None,
             detection_time: None,
             changes: 0,
+            downs: 0,
         }
     }
 }
@@ -217,6 +221,15 @@ impl Receiver {
             .await
     }
 
+    /// The next queued datagram, if one is there now.
+    fn try_recv(&mut self) -> std::io::Result<Received> {
+        let Some(socket) = &self.socket else {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        };
+        let buffer = &mut self.buffer;
+        socket.try_io(Interest::READABLE, || recv_with_ttl(socket, buffer))
+    }
+
     fn open(&mut self) {
         if self.socket.is_some() {
             return;
@@ -256,7 +269,10 @@ fn open_receiver_on(listen: Listen, port: u16) -> std::io::Result<UdpSocket> {
         (Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
+    // No SO_REUSEADDR: another BFD daemon on this host holding the port
+    // must be an error here, not a silent split of its packets.
+    // Room for bursts (the kernel caps it at net.core.rmem_max).
+    socket.set_recv_buffer_size(1 << 20)?;
     if listen.ipv6 {
         socket.set_only_v6(true)?;
         set_int(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
@@ -404,17 +420,18 @@ impl Live {
 
     /// Carries out outputs, then publishes the view.
     fn carry_out(&mut self, outputs: Vec<BfdOutput>) {
-        let mut changed = false;
+        let (mut changes, mut downs) = (0, 0);
         for output in outputs {
             match output {
                 BfdOutput::Send(packet) => self.send(&packet),
                 BfdOutput::StateChanged { from, to, diag } => {
-                    changed = true;
+                    changes += 1;
+                    downs += u64::from(from == BfdState::Up);
                     self.log_change(from, to, diag);
                 }
             }
         }
-        self.publish(changed);
+        self.publish(changes, downs);
     }
 
     fn log_change(&self, from: BfdState, to: BfdState, diag: Diagnostic) {
@@ -438,7 +455,8 @@ impl Live {
         }
     }
 
-    fn publish(&self, state_changed: bool) {
+    fn publish(&self, changes: u64, downs: u64) {
+        let state_changed = changes > 0;
         let session = &self.session;
         let label = self.label();
         let mut intervals_changed = false;
@@ -453,7 +471,8 @@ impl Live {
                 multihop: self.peer.multihop,
                 tx_interval: session.tx_interval(),
                 detection_time: session.detection_time(),
-                changes: view.changes + u64::from(state_changed),
+                changes: view.changes + changes,
+                downs: view.downs + downs,
             };
             if *view == next {
                 return false;
@@ -553,12 +572,73 @@ fn open_sender(peer: &BfdPeer) -> std::io::Result<StdUdpSocket> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free source port")))
 }
 
-/// Why a packet was dropped, for the metric.
-fn drop_reason(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::Authenticated => "authentication",
-        _ => "malformed",
+/// Received datagrams handled per wakeup at most.
+const RECEIVE_BATCH: usize = 64;
+
+/// Which session a packet is for.
+struct Routing {
+    by_discriminator: HashMap<u32, usize>,
+    by_source: HashMap<(IpAddr, bool), usize>,
+}
+
+/// The drop counters, looked up once: a flood costs an increment per
+/// packet, not a registry lookup.
+struct Drops {
+    malformed: metrics::BfdDropCounter,
+    authentication: metrics::BfdDropCounter,
+    ttl: metrics::BfdDropCounter,
+    unknown_peer: metrics::BfdDropCounter,
+}
+
+impl Drops {
+    fn new() -> Drops {
+        Drops {
+            malformed: metrics::bfd_drop_counter("malformed"),
+            authentication: metrics::bfd_drop_counter("authentication"),
+            ttl: metrics::bfd_drop_counter("ttl"),
+            unknown_peer: metrics::bfd_drop_counter("unknown_peer"),
+        }
     }
+}
+
+/// One received datagram: the checks of RFC 5881 §5 and 5880 §6.8.6, then
+/// its session. Drops are counted, never logged: a flood must not turn
+/// into a flood of log lines.
+fn dispatch(
+    listen: Listen,
+    got: &Received,
+    datagram: &[u8],
+    sessions: &mut [Live],
+    routing: &Routing,
+    drops: &Drops,
+) {
+    if got.truncated {
+        return drops.malformed.increment(1);
+    }
+    // RFC 5881 §5: single-hop packets must arrive with TTL 255, so no
+    // packet from further away passes as the neighbour's.
+    if !listen.multihop && got.ttl != Some(255) {
+        return drops.ttl.increment(1);
+    }
+    let packet = match ControlPacket::decode(datagram) {
+        Ok(packet) => packet,
+        Err(DecodeError::Authenticated) => return drops.authentication.increment(1),
+        Err(_) => return drops.malformed.increment(1),
+    };
+    let index = if packet.your_discriminator != 0 {
+        routing.by_discriminator.get(&packet.your_discriminator)
+    } else {
+        routing.by_source.get(&(got.from.ip(), listen.multihop))
+    };
+    // The discriminator must also belong to the peer it came from.
+    let Some(live) = index
+        .map(|i| &mut sessions[*i])
+        .filter(|live| live.peer.remote == got.from.ip() && live.peer.multihop == listen.multihop)
+    else {
+        return drops.unknown_peer.increment(1);
+    };
+    let outputs = live.session.on_packet(&packet, Instant::now());
+    live.carry_out(outputs);
 }
 
 async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
@@ -590,14 +670,18 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
             "down",
             false,
         );
-        live.publish(false);
+        live.publish(0, 0);
         sessions.push(live);
     }
-    let by_source: HashMap<(IpAddr, bool), usize> = peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| ((p.remote, p.multihop), i))
-        .collect();
+    let routing = Routing {
+        by_discriminator,
+        by_source: peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.remote, p.multihop), i))
+            .collect(),
+    };
+    let drops = Drops::new();
     let mut receivers: Vec<Receiver> = Listen::ALL
         .into_iter()
         .filter(|l| peers.iter().any(|p| Listen::of(p) == *l))
@@ -648,51 +732,41 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
                 }
                 continue;
             }
-            r = r0.recv() => (r0.listen, r, r0.buffer),
-            r = r1.recv() => (r1.listen, r, r1.buffer),
-            r = r2.recv() => (r2.listen, r, r2.buffer),
-            r = r3.recv() => (r3.listen, r, r3.buffer),
+            r = r0.recv() => (0, r),
+            r = r1.recv() => (1, r),
+            r = r2.recv() => (2, r),
+            r = r3.recv() => (3, r),
         };
-        let (listen, result, buffer) = received;
-        let got = match result {
+        let (index, result) = received;
+        let receiver = [&mut *r0, &mut *r1, &mut *r2, &mut *r3]
+            .into_iter()
+            .nth(index)
+            .expect("one of four");
+        let mut got = match result {
             Ok(got) => got,
             Err(e) => {
                 tracing::debug!("BFD receive failed: {e}");
                 continue;
             }
         };
-        if got.truncated {
-            metrics::bfd_dropped("malformed");
-            continue;
-        }
-        // RFC 5881 §5: single-hop packets must arrive with TTL 255, so no
-        // packet from further away passes as the neighbour's.
-        if !listen.multihop && got.ttl != Some(255) {
-            metrics::bfd_dropped("ttl");
-            continue;
-        }
-        let packet = match ControlPacket::decode(&buffer[..got.len]) {
-            Ok(packet) => packet,
-            Err(e) => {
-                metrics::bfd_dropped(drop_reason(&e));
-                tracing::debug!(from = %got.from, "BFD packet dropped: {e}");
-                continue;
+        // Read what is queued in one go (bounded), then back to the
+        // timers: fewer wakeups under a flood, and transmissions still
+        // come first at the next turn.
+        for _ in 0..RECEIVE_BATCH {
+            let datagram = &receiver.buffer[..got.len];
+            dispatch(
+                receiver.listen,
+                &got,
+                datagram,
+                &mut sessions,
+                &routing,
+                &drops,
+            );
+            match receiver.try_recv() {
+                Ok(next) => got = next,
+                Err(_) => break,
             }
-        };
-        let index = if packet.your_discriminator != 0 {
-            by_discriminator.get(&packet.your_discriminator).copied()
-        } else {
-            by_source.get(&(got.from.ip(), listen.multihop)).copied()
-        };
-        // The discriminator must also belong to the peer it came from.
-        let Some(live) = index.map(|i| &mut sessions[i]).filter(|live| {
-            live.peer.remote == got.from.ip() && live.peer.multihop == listen.multihop
-        }) else {
-            metrics::bfd_dropped("unknown_peer");
-            continue;
-        };
-        let outputs = live.session.on_packet(&packet, Instant::now());
-        live.carry_out(outputs);
+        }
     }
 
     // Shutdown: AdminDown (RFC 5880 §6.8.16) tells the router this is not
