@@ -567,7 +567,10 @@ fn respond(
         (&hyper::Method::GET, "/status") => {
             reply(StatusCode::OK, "application/json", board.to_json())
         }
-        (_, "/metrics" | "/status") => reply(
+        (&hyper::Method::GET, "/") => {
+            reply(StatusCode::OK, "text/html; charset=utf-8", board.page())
+        }
+        (_, "/" | "/metrics" | "/status") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "use GET\n".into(),
@@ -575,7 +578,7 @@ fn respond(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /metrics or /status\n".into(),
+            "not found; try / (the status page), /metrics or /status\n".into(),
         ),
     }
 }

@@ -30,6 +30,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, format_duration};
+
+pub mod page;
 use crate::route::{AnnouncedRoutes, RouteSet};
 
 /// A service's state as `/status` reports it.
@@ -92,6 +94,82 @@ pub struct CheckStatus {
     /// How long the last round of this check took, all tries included;
     /// `null` before it has run.
     pub duration_ms: Option<f64>,
+    /// Its last [`HISTORY_ROUNDS`] rounds, for the status page (not in the
+    /// JSON).
+    #[serde(skip)]
+    pub history: History,
+}
+
+/// Rounds of each check kept for the status page.
+pub const HISTORY_ROUNDS: usize = 100;
+/// State changes kept for the status page and `/status`.
+pub const CHANGES_KEPT: usize = 100;
+/// The longest reason a state change keeps (characters).
+const CHANGE_REASON_MAX: usize = 300;
+
+/// A check's last rounds, oldest first, 4 bytes each: whether it passed
+/// (the top bit) and how long it took (µs, capped at 2^31 − 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History(std::collections::VecDeque<u32>);
+
+impl History {
+    const PASSED: u32 = 1 << 31;
+
+    /// Adds a round, dropping the oldest beyond [`HISTORY_ROUNDS`].
+    pub fn push(&mut self, passed: bool, duration: Duration) {
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(HISTORY_ROUNDS);
+        }
+        if self.0.len() == HISTORY_ROUNDS {
+            self.0.pop_front();
+        }
+        let micros = u32::try_from(duration.as_micros())
+            .unwrap_or(u32::MAX)
+            .min(Self::PASSED - 1);
+        self.0
+            .push_back(micros | if passed { Self::PASSED } else { 0 });
+    }
+
+    /// Each round, oldest first: passed, and its duration in µs.
+    pub fn rounds(&self) -> impl ExactSizeIterator<Item = (bool, u32)> + '_ {
+        self.0
+            .iter()
+            .map(|r| (r & Self::PASSED != 0, r & !Self::PASSED))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Rise or fall under way: `rounds` of `needed` toward `toward`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiseFall {
+    pub rounds: u32,
+    pub needed: u32,
+    pub toward: State,
+}
+
+/// A service's state change, for the log of recent ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Unix time, seconds.
+    pub at: f64,
+    pub service: String,
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+}
+
+/// Now as Unix time in seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One service: its state after rise/fall, and its checks.
@@ -113,6 +191,13 @@ pub struct ServiceStatus {
     pub announce_in_ms: Option<u64>,
     /// Rounds finished since the service (re)started; 0 before the first verdict.
     pub rounds: u64,
+    /// Since when it is in its state (Unix time, seconds): its last state
+    /// change, or when it was configured.
+    #[serde(default)]
+    pub since: Option<f64>,
+    /// Rise or fall under way, if any.
+    #[serde(default)]
+    pub rise_fall: Option<RiseFall>,
     pub checks: Vec<CheckStatus>,
     /// When draining ends and the hold lifts, turned into the `_ms` fields
     /// when a report is taken.
@@ -127,6 +212,7 @@ pub struct ServiceDetails {
     pub drained_by: Vec<String>,
     pub draining_until: Option<Instant>,
     pub held_until: Option<Instant>,
+    pub rise_fall: Option<RiseFall>,
 }
 
 /// The routes: what the engine wants and what each backend announces.
@@ -155,6 +241,9 @@ pub struct StatusReport {
     /// The native backend's BGP peers by name: session and BFD states.
     #[serde(default)]
     pub peers: crate::peers::PeerStatuses,
+    /// Recent state changes, newest first, at most [`CHANGES_KEPT`].
+    #[serde(default)]
+    pub changes: std::collections::VecDeque<Change>,
     /// Where each service is in `services`: the engine writes a service's
     /// round 1,000s of times a second, a scan per write would cost O(n²).
     #[serde(skip)]
@@ -168,6 +257,7 @@ impl Default for StatusReport {
             services: Vec::new(),
             routes: RouteStatus::default(),
             peers: Default::default(),
+            changes: Default::default(),
             index: Default::default(),
         }
     }
@@ -180,6 +270,7 @@ impl PartialEq for StatusReport {
             && self.services == other.services
             && self.routes == other.routes
             && self.peers == other.peers
+            && self.changes == other.changes
     }
 }
 
@@ -223,6 +314,11 @@ impl StatusBoard {
         report
     }
 
+    /// The status page (HTML).
+    pub fn page(&self) -> String {
+        page::render(&self.report(), unix_now())
+    }
+
     /// The current status as JSON.
     pub fn to_json(&self) -> String {
         // Plain structs of strings, numbers and prefixes: this cannot fail.
@@ -255,6 +351,7 @@ impl StatusBoard {
                                 verdict: Verdict::Unknown,
                                 reason: String::new(),
                                 duration_ms: None,
+                                history: History::default(),
                             })
                     })
                     .collect();
@@ -263,6 +360,7 @@ impl StatusBoard {
                     drained_by: p.drained_by.clone(),
                     draining_until: p.deadlines.0,
                     held_until: p.deadlines.1,
+                    rise_fall: p.rise_fall,
                 });
                 let details = details.unwrap_or_default();
                 report.services.push(ServiceStatus {
@@ -273,6 +371,8 @@ impl StatusBoard {
                     draining_left_ms: None,
                     announce_in_ms: None,
                     rounds: previous.as_ref().map_or(0, |p| p.rounds),
+                    since: previous.as_ref().map_or(Some(unix_now()), |p| p.since),
+                    rise_fall: details.rise_fall,
                     checks,
                     deadlines: (details.draining_until, details.held_until),
                 });
@@ -294,16 +394,50 @@ impl StatusBoard {
             };
             entry.state = state;
             entry.rounds += 1;
+            let mut old = std::mem::take(&mut entry.checks);
             entry.checks = checks;
+            for (at, check) in entry.checks.iter_mut().enumerate() {
+                // Checks keep their order: look at the same place first.
+                let previous = match old.get_mut(at) {
+                    Some(p) if p.name == check.name => Some(p),
+                    _ => old.iter_mut().find(|p| p.name == check.name),
+                };
+                if let Some(previous) = previous {
+                    check.history = std::mem::take(&mut previous.history);
+                }
+                if let (Verdict::Pass | Verdict::Fail, Some(ms)) =
+                    (check.verdict, check.duration_ms)
+                {
+                    check.history.push(
+                        check.verdict == Verdict::Pass,
+                        Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                    );
+                }
+            }
         });
     }
 
-    /// Records a state change that came without a round (a stale service).
-    pub fn set_state(&self, service: &str, state: State) {
+    /// Records a state change (from a round, a drain, or a stale service):
+    /// the state, since when, and an entry in the log of recent changes.
+    pub fn transition(&self, service: &str, from: State, to: State, reason: &str) {
+        let at = unix_now();
         self.write(|report| {
             if let Some(entry) = report.service_mut(service) {
-                entry.state = state;
+                entry.state = to;
+                entry.since = Some(at);
             }
+            let reason = match reason.char_indices().nth(CHANGE_REASON_MAX) {
+                Some((cut, _)) => format!("{}…", &reason[..cut]),
+                None => reason.to_string(),
+            };
+            report.changes.push_front(Change {
+                at,
+                service: service.to_string(),
+                from,
+                to,
+                reason,
+            });
+            report.changes.truncate(CHANGES_KEPT);
         });
     }
 
@@ -314,6 +448,7 @@ impl StatusBoard {
                 entry.reason = details.reason;
                 entry.drained_by = details.drained_by;
                 entry.deadlines = (details.draining_until, details.held_until);
+                entry.rise_fall = details.rise_fall;
             }
         });
     }
@@ -624,6 +759,7 @@ mod tests {
             verdict: if passed { Verdict::Pass } else { Verdict::Fail },
             reason: reason.into(),
             duration_ms: Some(round_ms(Duration::from_micros(1500))),
+            history: History::default(),
         }]
     }
 
@@ -680,7 +816,11 @@ mod tests {
         assert!(json.contains("\"state\": \"up\""), "{json}");
         assert!(json.contains("\"verdict\": \"pass\""), "{json}");
         let parsed: StatusReport = serde_json::from_str(&json).unwrap();
-        assert_eq!(parsed, board.report());
+        // Everything but the check histories, which only the page shows.
+        let mut report = board.report();
+        assert_eq!(report.services[0].checks[0].history.len(), 1);
+        report.services[0].checks[0].history = History::default();
+        assert_eq!(parsed, report);
         assert!(parsed.all_up());
     }
 

@@ -217,6 +217,9 @@ pub struct ServiceView {
     /// When (since the core started) a service held by `announce_delay`
     /// is announced.
     pub held_until: Option<Duration>,
+    /// Rise or fall under way, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::health::Progress>,
 }
 
 impl Core {
@@ -244,6 +247,7 @@ impl Core {
             drained_by: tracked.drains.union(&self.node_drains).copied().collect(),
             draining_until: tracked.draining_until,
             held_until: tracked.held_until,
+            progress: self.book.progress(service),
         })
     }
 

@@ -130,6 +130,14 @@ pub fn round_passes(strategy: Strategy, results: &[CheckVerdict<'_>]) -> bool {
     round_verdict(strategy, results) != Level::Failing
 }
 
+/// Rise or fall under way: `rounds` of `needed` toward `toward`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    pub rounds: u32,
+    pub needed: u32,
+    pub toward: ServiceState,
+}
+
 /// Rise/fall hysteresis over three levels: `rise` rounds in a row better
 /// than the current state move it up, `fall` rounds in a row worse move it
 /// down. The new state is the one every round of the streak supports (the
@@ -169,6 +177,19 @@ impl Hysteresis {
     /// rise or fall (the service is between states).
     pub fn in_progress(&self) -> bool {
         self.streak > 0
+    }
+
+    /// Where rise or fall stands while a streak is in progress.
+    pub fn progress(&self) -> Option<Progress> {
+        (self.streak > 0).then(|| Progress {
+            rounds: self.streak,
+            needed: if self.streak_better {
+                self.rise
+            } else {
+                self.fall
+            },
+            toward: self.streak_bound.state(),
+        })
     }
 
     /// Keeps the current state but takes new thresholds (config reload).

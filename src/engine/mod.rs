@@ -261,7 +261,7 @@ impl Carrier {
                 } => {
                     log_transition(&service, from, to, &reason);
                     if let Some(status) = &self.hooks.status {
-                        status.set_state(&service, to.into());
+                        status.transition(&service, from.into(), to.into(), &reason);
                     }
                     self.show(core, &service);
                 }
@@ -380,6 +380,11 @@ impl Carrier {
                         .collect(),
                     draining_until: at(view.draining_until),
                     held_until: at(view.held_until),
+                    rise_fall: view.progress.map(|p| status::RiseFall {
+                        rounds: p.rounds,
+                        needed: p.needed,
+                        toward: p.toward.into(),
+                    }),
                 },
             );
         }
@@ -1020,6 +1025,7 @@ fn check_statuses(outcome: &RoundOutcome) -> Vec<CheckStatus> {
             },
             reason: check.reason.clone(),
             duration_ms: Some(status::round_ms(check.duration)),
+            history: status::History::default(),
         })
         .collect()
 }

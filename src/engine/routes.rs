@@ -116,6 +116,13 @@ impl RouteBook {
         self.index.get(service).map(|&at| self.states[at])
     }
 
+    /// Where the service's rise or fall stands, if one is under way.
+    pub fn progress(&self, service: &str) -> Option<super::health::Progress> {
+        self.index
+            .get(service)
+            .and_then(|&at| self.health[at].progress())
+    }
+
     /// Whether the service is between states (rise or fall in progress).
     pub fn in_progress(&self, service: &str) -> bool {
         self.index
