@@ -23,7 +23,9 @@
 //! address, and die there); attaching it again restores it. A bridge
 //! forwards without touching the TTL, so single-hop BFD (TTL 255) works
 //! across it. Addresses 10.N.1.1 (anycastd) / 10.N.1.2 (router), route
-//! 192.0.2.N/32, N in 90..=99 (owned by this file).
+//! 192.0.2.N/32, N in 90..=99 (owned by this file). One lab runs BGP and
+//! BFD over IPv6 instead: 2001:db8:N::1 / 2001:db8:N::2 on the same link
+//! (`nodad`), route 2001:db8:ffff::N/128.
 //!
 //! `ANYCASTD_BFD_STANDIN=bird` runs BIRD 2 in A instead of anycastd (same
 //! addresses, AS, timers, route), to check the harness and the router
@@ -87,6 +89,12 @@ struct Setup {
     /// `enable_multihop: true` in anycastd, `multihop;` in BIRD: the BFD
     /// session is then multihop (UDP 4784).
     multihop: bool,
+    /// BGP and BFD over IPv6: anycastd 2001:db8:N::1 (its peer's
+    /// `local_address`), the router 2001:db8:N::2, route
+    /// 2001:db8:ffff::N/128 over the router's `ipv6` channel. The IPv4
+    /// addresses stay (anycastd's router id and `announcer.local_address`,
+    /// BIRD's router id).
+    ipv6: bool,
 }
 
 impl Setup {
@@ -97,6 +105,7 @@ impl Setup {
             n,
             bfd: true,
             multihop: false,
+            ipv6: false,
         }
     }
 }
@@ -205,7 +214,10 @@ struct Netns {
 }
 
 impl Netns {
-    fn build(n: u8) -> Netns {
+    /// With `ipv6`, 2001:db8:N::1/64 on A and ::2/64 on R too, `nodad`:
+    /// usable at once, not tentative for a second of duplicate address
+    /// detection.
+    fn build(n: u8, ipv6: bool) -> Netns {
         require(&[("ip", "iproute2")]);
         let pid = std::process::id();
         let mut nets = Netns { names: Vec::new() };
@@ -216,7 +228,7 @@ impl Netns {
             nets.names.push(name);
         }
         let (a, m, r) = (nets.a(), nets.m(), nets.r());
-        let cmds = [
+        let mut cmds = vec![
             format!("-n {a} link set lo up"),
             format!("-n {m} link set lo up"),
             format!("-n {r} link set lo up"),
@@ -235,6 +247,10 @@ impl Netns {
             format!("-n {a} link set va up"),
             format!("-n {r} link set vr up"),
         ];
+        if ipv6 {
+            cmds.push(format!("-n {a} addr add 2001:db8:{n}::1/64 dev va nodad"));
+            cmds.push(format!("-n {r} addr add 2001:db8:{n}::2/64 dev vr nodad"));
+        }
         for cmd in cmds {
             let args: Vec<&str> = cmd.split_whitespace().collect();
             nets.ip(&args);
@@ -585,8 +601,13 @@ struct Lab {
     http: HealthServer,
     /// After the daemons living in them.
     nets: Netns,
+    /// The BGP and BFD session's addresses: anycastd's and the router's.
     local: String,
     remote: String,
+    /// The IPv4 addresses on the link (router ids; the session's own
+    /// but with [`Setup::ipv6`]).
+    local4: String,
+    remote4: String,
     prefix: String,
     /// Last: dropped after the daemons writing in it.
     dir: tempfile::TempDir,
@@ -598,22 +619,37 @@ impl Lab {
     fn new(setup: Setup) -> Lab {
         require(&[("bird", "bird2"), ("birdc", "bird2")]);
         let n = setup.n;
-        let nets = Netns::build(n);
+        let nets = Netns::build(n, setup.ipv6);
         let http = in_netns(&nets.a(), HealthServer::start);
         let mut dir = scratch();
         if std::env::var_os("ANYCASTD_BFD_KEEP").is_some() {
             dir.disable_cleanup(true);
             eprintln!("n={n}: keeping {}", dir.path().display());
         }
+        let (local, remote, prefix) = if setup.ipv6 {
+            (
+                format!("2001:db8:{n}::1"),
+                format!("2001:db8:{n}::2"),
+                format!("2001:db8:ffff::{n}/128"),
+            )
+        } else {
+            (
+                format!("10.{n}.1.1"),
+                format!("10.{n}.1.2"),
+                format!("192.0.2.{n}/32"),
+            )
+        };
         let mut lab = Lab {
             setup,
             speaker: None,
             router: None,
             http,
             nets,
-            local: format!("10.{n}.1.1"),
-            remote: format!("10.{n}.1.2"),
-            prefix: format!("192.0.2.{n}/32"),
+            local,
+            remote,
+            local4: format!("10.{n}.1.1"),
+            remote4: format!("10.{n}.1.2"),
+            prefix,
             dir,
         };
         lab.router = Some(match lab.setup.router {
@@ -636,6 +672,12 @@ impl Lab {
         if s.multihop {
             snippet = edit_line(&snippet, "# multihop;", "  multihop;");
         }
+        if s.ipv6 {
+            // The snippet's one channel, for IPv6 routes: the session's
+            // family needs no change (BIRD takes it from the addresses).
+            snippet = edit_line(&snippet, "ipv4 {", "  ipv6 {");
+            snippet = edit_line(&snippet, "import where net.len = 32;", "    import all;");
+        }
         let dir = self.path("router");
         std::fs::create_dir_all(&dir).unwrap();
         let included = dir.join("bird-bfd.conf");
@@ -648,7 +690,7 @@ protocol device {{}}
 include "{included}";
 "#,
             log = dir.join("bird.log").display(),
-            remote = self.remote,
+            remote = self.remote4,
             included = included.display(),
         );
         NsBird::start(&self.nets.r(), &dir, &config)
@@ -695,6 +737,12 @@ include "{included}";
         if s.multihop {
             peer.push_str(", enable_multihop: true");
         }
+        if s.ipv6 {
+            // The session's source; announcer.local_address (IPv4) stays
+            // the router id's. An IPv6 route's next hop is then this
+            // address.
+            peer.push_str(&format!(", local_address: \"{}\"", self.local));
+        }
         let config = format!(
             r#"announcer:
   router_id: "{local}"
@@ -705,7 +753,7 @@ include "{included}";
     - {{{peer}}}
 {services}metrics: {{enabled: true, address: "{METRICS}"}}
 "#,
-            local = self.local,
+            local = self.local4,
             prefix = self.prefix,
             services = web_service_yaml(&self.http.url("/health")),
         );
@@ -732,10 +780,10 @@ include "{included}";
         let dir = self.path("standin");
         let config = format!(
             r#"log "{log}" all;
-router id {local};
+router id {router_id};
 debug protocols {{ states, events }};
 protocol device {{}}
-protocol static {{ ipv4; route {prefix} blackhole; }}
+protocol static {{ {family}; route {prefix} blackhole; }}
 protocol bfd {{
   interface "*" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};
   multihop {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};
@@ -749,10 +797,12 @@ protocol bgp r1 {{
   connect delay time 1;
   connect retry time 1;
   error wait time 1, 2;
-  ipv4 {{ import none; export where net = {prefix}; }};
+  {family} {{ import none; export where net = {prefix}; }};
 }}
 "#,
             log = dir.join("bird.log").display(),
+            router_id = self.local4,
+            family = if s.ipv6 { "ipv6" } else { "ipv4" },
             local = self.local,
             remote = self.remote,
             prefix = self.prefix,
@@ -922,10 +972,12 @@ protocol bgp r1 {{
     }
 
     /// Something in A (anycastd) receives BFD on UDP `port`: 3784 single
-    /// hop (RFC 5881), 4784 multihop (RFC 5883).
+    /// hop (RFC 5881), 4784 multihop (RFC 5883); on an IPv6 socket with
+    /// [`Setup::ipv6`].
     fn assert_listening_in_a(&self, port: u16) {
         let mut ss = Netns::exec(&self.nets.a(), "ss");
-        ss.args(["-Hlunp", &format!("sport = :{port}")]);
+        let family = if self.setup.ipv6 { "-6" } else { "-4" };
+        ss.args(["-Hlunp", family, &format!("sport = :{port}")]);
         let (_, out) = output_within(ss, Duration::from_secs(5));
         assert!(
             !out.trim().is_empty(),
@@ -988,6 +1040,14 @@ protocol bgp r1 {{
             .lines()
             .find(|l| l.split_whitespace().next() == Some(self.local.as_str()))
             .map(String::from)
+    }
+
+    /// BIRD's `show route PREFIX all`.
+    fn router_route_detail(&self) -> String {
+        match self.router() {
+            Router::Bird(bird) => bird.birdc(&format!("show route {} all", self.prefix)),
+            Router::Frr(frr) => frr.vtysh("bgpd", &format!("show bgp {}", self.prefix)).1,
+        }
     }
 
     fn bgp_status(&self) -> String {
@@ -1270,7 +1330,14 @@ protocol bgp r1 {{
 // ---- the tests -----------------------------------------------------------------
 
 fn bird_lab(n: u8) -> Lab {
-    let mut lab = Lab::new(Setup::new(RouterKind::Bird, n));
+    bird_lab_with(Setup::new(RouterKind::Bird, n))
+}
+
+/// A single-hop BIRD lab, up: the route at BIRD, BIRD's BFD session Up on
+/// R's interface, anycastd's view Up, something in A on UDP 3784.
+fn bird_lab_with(setup: Setup) -> Lab {
+    let n = setup.n;
+    let mut lab = Lab::new(setup);
     lab.start_speaker();
     lab.wait_up(WAIT, "at start");
     let line = lab.bird_bfd_line().unwrap_or_default();
@@ -1375,6 +1442,33 @@ fn bird_multihop_bfd_session_withdraws_on_freeze() {
     );
     lab.assert_listening_in_a(4784);
     lab.assert_anycastd_up("at start");
+    lab.fault_and_recover(Fault::Freeze);
+}
+
+/// BGP and BFD over IPv6 (RFC 5881 section 5: hop limit 255, checked on
+/// receipt): anycastd 2001:db8:96::1 (the peer's `local_address`; its
+/// router id and `announcer.local_address` stay 10.96.1.1), BIRD
+/// 2001:db8:96::2 with the same contrib/router/bird-bfd.conf, its channel
+/// made `ipv6 { import all; export none; }`. The route is IPv6
+/// (2001:db8:ffff::96/128, next hop the session's address), so no IPv4
+/// next hop question arises. BIRD's BFD session is single hop on R's
+/// interface; a freeze takes the route within the detection time, and
+/// SIGCONT brings it back.
+#[test]
+fn bird_ipv6_bfd_session_withdraws_on_freeze() {
+    let mut setup = Setup::new(RouterKind::Bird, 96);
+    setup.ipv6 = true;
+    let lab = bird_lab_with(setup);
+    let bgp = lab.bgp_status();
+    assert!(
+        bgp.contains("Neighbor address: 2001:db8:96::1"),
+        "BIRD's BGP session is the IPv6 one:\n{bgp}"
+    );
+    let route = lab.router_route_detail();
+    assert!(
+        route.contains("BGP.next_hop: 2001:db8:96::1"),
+        "the route's next hop is anycastd's IPv6 address on the link:\n{route}"
+    );
     lab.fault_and_recover(Fault::Freeze);
 }
 
