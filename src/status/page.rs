@@ -67,7 +67,8 @@ main{padding:0 16px 24px}.mute{color:var(--mute)}.sum span{margin-right:10px;whi
 .svc.s-up{border-left-color:var(--up)}.svc.s-degraded{border-left-color:var(--deg)}.svc.s-draining,.svc.s-drained{border-left-color:var(--drn)}.svc.s-down{border-left-color:var(--down)}\
 .svc .name{font-weight:600;font-size:15px;word-break:break-all}.svc .why{margin:4px 0;word-break:break-word}\
 .wrap{overflow-x:auto}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px 3px 0;vertical-align:top;border-bottom:1px solid var(--line)}\
-th{font-weight:600;color:var(--mute);font-size:12px}td.n{white-space:nowrap}.chk td{border:0}.chk .why{color:var(--mute);word-break:break-word}\
+th{font-weight:600;color:var(--mute);font-size:12px}td.n{white-space:nowrap}\
+.chk{table-layout:fixed;min-width:560px}.chk td{border:0;overflow:hidden;text-overflow:ellipsis}.chk td:nth-child(1){width:22%}.chk td:nth-child(2){width:56px}.chk td:nth-child(3){width:80px}.chk td:nth-child(4){width:212px}.chk .why{color:var(--mute);word-break:break-word}\
 svg.h{display:block;background:rgba(127,127,127,.12)}code{font-size:12px;word-break:break-all}";
 
 fn head(out: &mut String, report: &StatusReport, now: f64) {
