@@ -157,19 +157,19 @@ pub struct RiseFall {
 /// A service's state change, for the log of recent ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// Unix time, seconds.
-    pub at: f64,
+    /// Unix time, ms.
+    pub at_ms: u64,
     pub service: String,
     pub from: State,
     pub to: State,
     pub reason: String,
 }
 
-/// Now as Unix time in seconds.
-fn unix_now() -> f64 {
+/// Now as Unix time in milliseconds.
+fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One service: its state after rise/fall, and its checks.
@@ -191,10 +191,10 @@ pub struct ServiceStatus {
     pub announce_in_ms: Option<u64>,
     /// Rounds finished since the service (re)started; 0 before the first verdict.
     pub rounds: u64,
-    /// Since when it is in its state (Unix time, seconds): its last state
+    /// Since when it is in its state (Unix time, ms): its last state
     /// change, or when it was configured.
     #[serde(default)]
-    pub since: Option<f64>,
+    pub since_ms: Option<u64>,
     /// Rise or fall under way, if any.
     #[serde(default)]
     pub rise_fall: Option<RiseFall>,
@@ -316,7 +316,7 @@ impl StatusBoard {
 
     /// The status page (HTML).
     pub fn page(&self) -> String {
-        page::render(&self.report(), unix_now())
+        page::render(&self.report(), unix_now_ms())
     }
 
     /// The current status as JSON.
@@ -371,7 +371,9 @@ impl StatusBoard {
                     draining_left_ms: None,
                     announce_in_ms: None,
                     rounds: previous.as_ref().map_or(0, |p| p.rounds),
-                    since: previous.as_ref().map_or(Some(unix_now()), |p| p.since),
+                    since_ms: previous
+                        .as_ref()
+                        .map_or(Some(unix_now_ms()), |p| p.since_ms),
                     rise_fall: details.rise_fall,
                     checks,
                     deadlines: (details.draining_until, details.held_until),
@@ -420,18 +422,18 @@ impl StatusBoard {
     /// Records a state change (from a round, a drain, or a stale service):
     /// the state, since when, and an entry in the log of recent changes.
     pub fn transition(&self, service: &str, from: State, to: State, reason: &str) {
-        let at = unix_now();
+        let at_ms = unix_now_ms();
         self.write(|report| {
             if let Some(entry) = report.service_mut(service) {
                 entry.state = to;
-                entry.since = Some(at);
+                entry.since_ms = Some(at_ms);
             }
             let reason = match reason.char_indices().nth(CHANGE_REASON_MAX) {
                 Some((cut, _)) => format!("{}…", &reason[..cut]),
                 None => reason.to_string(),
             };
             report.changes.push_front(Change {
-                at,
+                at_ms,
                 service: service.to_string(),
                 from,
                 to,
@@ -805,6 +807,52 @@ mod tests {
         // a report for a service no longer configured is dropped
         board.record_round("b", outcome(true, ""), State::Up);
         assert_eq!(board.report().services.len(), 1);
+    }
+
+    /// The page's inputs: since when (set by a transition, kept by a
+    /// reload), a history per check that survives new rounds and reloads,
+    /// and the change log, newest first and bounded.
+    #[test]
+    fn transitions_histories_and_the_change_log() {
+        let board = StatusBoard::new();
+        board.apply_config(&config(A));
+        let configured_at = board.report().services[0]
+            .since_ms
+            .expect("since configured");
+        for i in 0..3 {
+            board.record_round("a", outcome(i != 1, "boom"), State::Up);
+        }
+        board.transition("a", State::Unknown, State::Up, "");
+        let long = "x".repeat(1000);
+        for _ in 0..CHANGES_KEPT + 5 {
+            board.transition("a", State::Up, State::Down, &long);
+        }
+        board.transition("a", State::Down, State::Up, "recovered");
+        let report = board.report();
+        let a = &report.services[0];
+        assert_eq!(a.state, State::Up);
+        assert!(a.since_ms.unwrap() >= configured_at);
+        let rounds: Vec<bool> = a.checks[0].history.rounds().map(|(p, _)| p).collect();
+        assert_eq!(rounds, [true, false, true]);
+        assert_eq!(a.checks[0].history.rounds().next().unwrap().1, 1500);
+        assert_eq!(report.changes.len(), CHANGES_KEPT);
+        assert_eq!(report.changes[0].reason, "recovered", "newest first");
+        assert_eq!(
+            (report.changes[0].from, report.changes[0].to),
+            (State::Down, State::Up)
+        );
+        assert_eq!(
+            report.changes[1].reason.chars().count(),
+            CHANGE_REASON_MAX + 1
+        );
+        assert!(report.changes[1].reason.ends_with('…'));
+        // A reload keeps since, the history and the log.
+        board.apply_config(&config(&format!("{A}{B}")));
+        let report = board.report();
+        assert_eq!(report.services[0].since_ms, a.since_ms);
+        assert_eq!(report.services[0].checks[0].history.len(), 3);
+        assert_eq!(report.changes.len(), CHANGES_KEPT);
+        assert!(report.services[1].checks[0].history.is_empty());
     }
 
     #[test]

@@ -23,8 +23,8 @@ const REFRESH_SECS: u32 = 5;
 const BAR: usize = 2;
 const GRAPH_HEIGHT: u32 = 20;
 
-/// Renders the page for `report` as seen at `now` (Unix time, seconds).
-pub fn render(report: &StatusReport, now: f64) -> String {
+/// Renders the page for `report` as seen at `now` (Unix time, ms).
+pub fn render(report: &StatusReport, now: u64) -> String {
     // About 1.5 KB per check (the graph) and 0.5 KB per service besides.
     let checks: usize = report.services.iter().map(|s| s.checks.len()).sum();
     let mut out = String::with_capacity(16_384 + checks * 1_600 + report.services.len() * 600);
@@ -71,7 +71,7 @@ th{font-weight:600;color:var(--mute);font-size:12px}td.n{white-space:nowrap}\
 .chk{table-layout:fixed;min-width:560px}.chk td{border:0;overflow:hidden;text-overflow:ellipsis}.chk td:nth-child(1){width:22%}.chk td:nth-child(2){width:56px}.chk td:nth-child(3){width:80px}.chk td:nth-child(4){width:212px}.chk .why{color:var(--mute);word-break:break-word}\
 svg.h{display:block;background:rgba(127,127,127,.12)}code{font-size:12px;word-break:break-all}";
 
-fn head(out: &mut String, report: &StatusReport, now: f64) {
+fn head(out: &mut String, report: &StatusReport, now: u64) {
     let count = |state: State| report.services.iter().filter(|s| s.state == state).count();
     let down = count(State::Down);
     out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -129,7 +129,7 @@ fn rank(state: State) -> u8 {
     }
 }
 
-fn services(out: &mut String, report: &StatusReport, now: f64) {
+fn services(out: &mut String, report: &StatusReport, now: u64) {
     let _ = write!(
         out,
         "<section id=\"services\"><h2>Services ({})</h2>",
@@ -147,7 +147,7 @@ fn services(out: &mut String, report: &StatusReport, now: f64) {
     out.push_str("</section>");
 }
 
-fn service_card(out: &mut String, service: &ServiceStatus, now: f64) {
+fn service_card(out: &mut String, service: &ServiceStatus, now: u64) {
     let state = service.state.as_str();
     let _ = write!(
         out,
@@ -155,12 +155,12 @@ fn service_card(out: &mut String, service: &ServiceStatus, now: f64) {
     );
     escape(out, &service.name);
     out.push_str("</span>");
-    if let Some(since) = service.since {
+    if let Some(since) = service.since_ms {
         let _ = write!(
             out,
             " <span class=\"mute\" title=\"since {} UTC\">for {}</span>",
             utc(since),
-            ago(now - since)
+            ago(now.saturating_sub(since))
         );
     }
     if let Some(left) = service.draining_left_ms {
@@ -372,7 +372,7 @@ fn peers(out: &mut String, report: &StatusReport) {
     out.push_str("</tbody></table></div></section>");
 }
 
-fn changes(out: &mut String, report: &StatusReport, now: f64) {
+fn changes(out: &mut String, report: &StatusReport, now: u64) {
     out.push_str("<section id=\"changes\"><h2>Recent changes</h2>");
     if report.changes.is_empty() {
         out.push_str("<p class=\"mute\">None since start.</p></section>");
@@ -383,8 +383,8 @@ fn changes(out: &mut String, report: &StatusReport, now: f64) {
         let _ = write!(
             out,
             "<tr><td class=\"n\" title=\"{} ago\">{}</td><td>",
-            ago(now - change.at),
-            utc(change.at)
+            ago(now.saturating_sub(change.at_ms)),
+            utc(change.at_ms)
         );
         escape(out, &change.service);
         let (from, to) = (change.from.as_str(), change.to.as_str());
@@ -398,14 +398,14 @@ fn changes(out: &mut String, report: &StatusReport, now: f64) {
     out.push_str("</tbody></table></div></section>");
 }
 
-/// A duration in seconds as `3m12s`, whole seconds.
-fn ago(seconds: f64) -> String {
-    format_duration(Duration::from_secs(seconds.max(0.0) as u64))
+/// Milliseconds as `3m12s`, whole seconds.
+fn ago(ms: u64) -> String {
+    format_duration(Duration::from_secs(ms / 1000))
 }
 
-/// Unix time as `YYYY-MM-DD HH:MM:SS` (UTC).
-pub fn utc(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
+/// Unix time in ms as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn utc(unix_ms: u64) -> String {
+    let secs = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;

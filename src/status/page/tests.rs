@@ -24,7 +24,7 @@ fn service(name: &str, state: State, checks: Vec<CheckStatus>) -> ServiceStatus 
         draining_left_ms: None,
         announce_in_ms: None,
         rounds: 3,
-        since: Some(1_796_000_000.0),
+        since_ms: Some(1_796_000_000_000),
         rise_fall: None,
         checks,
         deadlines: (None, None),
@@ -46,9 +46,9 @@ fn escape_covers_markup_and_both_quotes() {
 
 #[test]
 fn utc_formats_known_instants() {
-    assert_eq!(utc(0.0), "1970-01-01 00:00:00");
-    assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00");
-    assert_eq!(utc(1_796_562_071.9), "2026-12-06 13:01:11");
+    assert_eq!(utc(0), "1970-01-01 00:00:00");
+    assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+    assert_eq!(utc(1_796_562_071_900), "2026-12-06 13:01:11");
 }
 
 /// Names and reasons from the config or the network are text, never
@@ -71,13 +71,13 @@ fn hostile_names_and_reasons_are_shown_as_text() {
     evil.drained_by = vec!["cli\"><script>".into()];
     report.services.push(evil);
     report.changes.push_front(Change {
-        at: 1_796_000_000.0,
+        at_ms: 1_796_000_000_000,
         service: "<script>x</script>".into(),
         from: State::Up,
         to: State::Down,
         reason: "<svg onload=alert(3)>".into(),
     });
-    let page = render(&report, 1_796_000_100.0);
+    let page = render(&report, 1_796_000_100_000);
     let lower = page.to_lowercase();
     assert!(!lower.contains("<script"), "{page}");
     assert!(!lower.contains("<img"), "{page}");
@@ -99,7 +99,7 @@ fn worst_services_come_first_and_the_summary_counts_them() {
     ] {
         report.services.push(service(name, state, Vec::new()));
     }
-    let page = render(&report, 1_796_000_100.0);
+    let page = render(&report, 1_796_000_100_000);
     let at = |name: &str| page.find(&format!(">{name}<")).unwrap();
     assert!(
         at("b-down") < at("d-down"),
@@ -125,7 +125,7 @@ fn history_draws_passes_by_duration_and_failures_full_height() {
             &[(true, 1000), (false, 50), (true, 2000)],
         )],
     ));
-    let page = render(&report, 1_796_000_100.0);
+    let page = render(&report, 1_796_000_100_000);
     // Right-aligned in 200 px: rounds at x = 194, 196, 198.
     assert!(
         page.contains("M194 20v-11h2v11z"),
@@ -171,7 +171,7 @@ fn rise_fall_drains_and_timers_are_spelled_out() {
     s.draining_left_ms = Some(12_000);
     s.drained_by = vec!["file".into(), "cli".into()];
     report.services.push(s);
-    let page = render(&report, 1_796_000_100.0);
+    let page = render(&report, 1_796_000_100_000);
     assert!(page.contains("fall 1/3 → down"), "{page}");
     assert!(page.contains("withdrawn in 12s"));
     assert!(page.contains("drained by file, cli"));
