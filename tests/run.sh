@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs anycastd's whole test suite. As root on Debian it first installs what
 # the integration tests need (the apt and pip packages below: real BIRD 2,
-# GoBGP, FRR, ExaBGP, dnsmasq, tftpd-hpa, chrony, Prometheus' promtool...);
+# GoBGP, FRR, ExaBGP, dnsmasq, tftpd-hpa, chrony, Prometheus' promtool,
+# headless Chromium for the status page...);
 # elsewhere it checks they are there and says what is missing.
 #
 # Meant for CI or a disposable machine: installing chrony removes
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(bird2 gobgpd frr dnsmasq tftpd-hpa chrony prometheus systemd mandoc groff-base iproute2 procps openssl python3)
+apt_packages=(bird2 gobgpd frr dnsmasq tftpd-hpa chrony prometheus systemd mandoc groff-base iproute2 procps openssl python3 chromium-headless-shell)
 pip_packages=("exabgp>=5.0,<6")
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -48,7 +49,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v pyenv >/dev/null && pyenv rehash || true
 fi
 for tool in bird birdc exabgp gobgpd gobgp /usr/lib/frr/bgpd /usr/lib/frr/bfdd /usr/lib/frr/zebra vtysh dnsmasq in.tftpd chronyd promtool \
-    systemd-analyze mandoc groff ip ss sysctl setpriv openssl python3; do
+    systemd-analyze mandoc groff ip ss sysctl setpriv openssl python3 chromium-headless-shell; do
     command -v "$tool" >/dev/null || {
         echo "missing $tool: install ${apt_packages[*]} (apt) and ${pip_packages[*]} (pip), as root" >&2
         exit 1
