@@ -568,7 +568,25 @@ fn respond(
             reply(StatusCode::OK, "application/json", board.to_json())
         }
         (&hyper::Method::GET, "/") => {
-            reply(StatusCode::OK, "text/html; charset=utf-8", board.page())
+            let mut page = reply(StatusCode::OK, "text/html; charset=utf-8", board.page());
+            // Belt and braces over the escaping: the page runs no script,
+            // loads nothing and is never cached stale.
+            let headers = page.headers_mut();
+            headers.insert(
+                "content-security-policy",
+                hyper::header::HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'",
+                ),
+            );
+            headers.insert(
+                "x-content-type-options",
+                hyper::header::HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                "cache-control",
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            page
         }
         (_, "/" | "/metrics" | "/status") => reply(
             StatusCode::METHOD_NOT_ALLOWED,

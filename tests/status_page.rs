@@ -78,6 +78,19 @@ fn browse(profile: &Path, args: &[&str], url: &str) -> String {
     reader.join().expect("chromium's output")
 }
 
+/// Sends `request` as is and returns the whole response.
+fn raw(address: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -245,6 +258,30 @@ fn the_page_is_self_contained_html() {
         page.contains("</html>")
     });
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    // The headers: HTML, and a policy under which no script could run
+    // even if something slipped through the escaping.
+    let head = raw(&address, "GET / HTTP/1.0\r\n\r\n");
+    let head = head
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        head.starts_with("http/1.0 200") || head.starts_with("http/1.1 200"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; style-src 'unsafe-inline'"),
+        "{head}"
+    );
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    // Read-only.
+    let post = raw(&address, "POST / HTTP/1.0\r\ncontent-length: 0\r\n\r\n");
+    assert!(post.contains(" 405 "), "{post}");
     for outside in ["http://", "https://", "src=", "@import", "url("] {
         assert!(!page.contains(outside), "`{outside}` in the page: {page}");
     }
