@@ -2,8 +2,9 @@
 //! headless Chromium loads it from a running anycastd with a healthy and a
 //! failing service (and one whose names are markup), and the rendered DOM
 //! (`--dump-dom`) shows both services, the failing reason and the route
-//! table, with the markup as text. A screenshot is written as a test
-//! artefact (`target/test-artefacts/status-page.png`); with
+//! table, with the markup as text. Screenshots are written as test
+//! artefacts (`target/test-artefacts/status-page.png`, and
+//! `status-page-phone.png` at 390 × 844); with
 //! `ANYCASTD_BLESS=1` it also replaces `docs/status-page.png`, the README's.
 //!
 //! Packages: chromium-headless-shell (or chromium).
@@ -228,6 +229,17 @@ metrics: {{enabled: true, address: "127.0.0.1:{port}"}}
         png.len()
     );
     eprintln!("screenshot: {}", shot.display());
+    // And as a phone shows it (an artefact to look at).
+    let phone = artefacts.join("status-page-phone.png");
+    browse(
+        &profile,
+        &[
+            &format!("--screenshot={}", phone.display()),
+            "--window-size=390,844",
+        ],
+        &url,
+    );
+    assert!(phone.exists(), "the phone-sized screenshot");
     if std::env::var_os("ANYCASTD_BLESS").is_some() {
         std::fs::copy(&shot, repo("docs/status-page.png")).expect("update docs/status-page.png");
     }

@@ -69,7 +69,10 @@ main{padding:0 16px 24px}.mute{color:var(--mute)}.sum span{margin-right:10px;whi
 .wrap{overflow-x:auto}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px 3px 0;vertical-align:top;border-bottom:1px solid var(--line)}\
 th{font-weight:600;color:var(--mute);font-size:12px}td.n{white-space:nowrap}\
 .chk{table-layout:fixed;min-width:560px}.chk td{border:0;overflow:hidden;text-overflow:ellipsis}.chk td:nth-child(1){width:22%}.chk td:nth-child(2){width:56px}.chk td:nth-child(3){width:80px}.chk td:nth-child(4){width:212px}.chk .why{color:var(--mute);word-break:break-word}\
-svg.h{display:block;background:rgba(127,127,127,.12)}code{font-size:12px;word-break:break-all}";
+svg.h{display:block;background:rgba(127,127,127,.12)}code{font-size:12px;word-break:break-all}\
+@media (max-width:640px){main,header{padding-left:10px;padding-right:10px}.chk{table-layout:auto;min-width:0}\
+.chk tr{display:flex;flex-wrap:wrap;align-items:center;gap:2px 8px;padding:4px 0;border-top:1px solid var(--line)}\
+.chk td,.chk td:nth-child(n){display:block;width:auto;padding:0}.chk td.why{flex-basis:100%}svg.h{max-width:100%}}";
 
 fn head(out: &mut String, report: &StatusReport, now: u64) {
     let count = |state: State| report.services.iter().filter(|s| s.state == state).count();
