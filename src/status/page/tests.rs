@@ -176,3 +176,75 @@ fn rise_fall_drains_and_timers_are_spelled_out() {
     assert!(page.contains("withdrawn in 12s"));
     assert!(page.contains("drained by file, cli"));
 }
+
+#[test]
+fn peers_show_bgp_bfd_and_what_they_hold() {
+    use crate::peers::{BfdStatus, PeerStatus};
+    let mut report = StatusReport::default();
+    let bfd = |state: &str, path: &str| BfdStatus {
+        state: state.into(),
+        remote_state: "up".into(),
+        path: path.into(),
+        last_down: "control detection time expired".into(),
+        multihop: false,
+        tx_interval_ms: Some(100.0),
+        detection_time_ms: Some(300.0),
+        changes: 3,
+    };
+    report.peers.insert(
+        "tor1".into(),
+        PeerStatus {
+            address: "192.0.2.1".into(),
+            bgp: "established".into(),
+            bfd: Some(bfd("up", "up")),
+        },
+    );
+    report.peers.insert(
+        "tor2".into(),
+        PeerStatus {
+            address: "192.0.2.2".into(),
+            bgp: "idle".into(),
+            bfd: Some(bfd("down", "down")),
+        },
+    );
+    report.peers.insert(
+        "<tor3>".into(),
+        PeerStatus {
+            address: "192.0.2.3".into(),
+            bgp: "established".into(),
+            bfd: None,
+        },
+    );
+    report.routes.announced.insert(
+        "native tor1".into(),
+        [
+            "198.51.100.1/32".parse().unwrap(),
+            "198.51.100.2/32".parse().unwrap(),
+        ]
+        .into(),
+    );
+    let page = render(&report, 1_796_000_100_000);
+    let section = &page[page
+        .find("<section id=\"peers\">")
+        .expect("a peers section")..];
+    let row = |name: &str| {
+        let start = section
+            .find(&format!("<td class=\"n\">{name}</td>"))
+            .unwrap();
+        &section[start..start + section[start..].find("</tr>").unwrap()]
+    };
+    let tor1 = row("tor1");
+    assert!(tor1.contains(">established<") && tor1.contains("tx 100 ms, detection 300 ms"));
+    assert!(tor1.contains("2 routes"), "{tor1}");
+    let tor2 = row("tor2");
+    assert!(
+        tor2.contains("holds BGP down (control detection time expired)"),
+        "{tor2}"
+    );
+    assert!(tor2.contains("<span class=\"b down\">idle</span>"));
+    assert!(tor2.contains("0 routes"));
+    let tor3 = row("&lt;tor3&gt;");
+    assert!(tor3.contains(">off<"), "{tor3}");
+    // The route table has a column per peer.
+    assert!(page.contains("<th>native tor1</th>"));
+}
