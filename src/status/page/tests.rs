@@ -126,18 +126,15 @@ fn history_draws_passes_by_duration_and_failures_full_height() {
         )],
     ));
     let page = render(&report, 1_796_000_100_000);
-    // Right-aligned in 200 px: rounds at x = 194, 196, 198.
+    // Right-aligned in 200 px: rounds at x = 194, 196, 198; passes by
+    // duration (half the slowest: 11 of 20 px), the failure full height.
     assert!(
-        page.contains("M194 20v-11h2v11z"),
-        "half the slowest: {page}"
+        page.contains("d=\"M194 20v-11h2v11h2v-20h2v20z\""),
+        "green skyline: {page}"
     );
     assert!(
-        page.contains("M198 20v-20h2v20z"),
-        "the slowest: full height"
-    );
-    assert!(
-        page.contains("M196 0h2v20h-2z"),
-        "the failure, full height in red"
+        page.contains("d=\"M194 20h2v-20h2v20h2z\""),
+        "red skyline: {page}"
     );
     assert!(page.contains("<title>last 3 rounds: 1 failed, slowest 2ms</title>"));
 }
