@@ -568,7 +568,8 @@ fn respond(
             reply(StatusCode::OK, "application/json", board.to_json())
         }
         (&hyper::Method::GET, "/") => {
-            let mut page = reply(StatusCode::OK, "text/html; charset=utf-8", board.page());
+            let page = board.page();
+            let mut page = reply(StatusCode::OK, "text/html; charset=utf-8", (*page).clone());
             // Belt and braces over the escaping: the page runs no script,
             // loads nothing and is never cached stale.
             let headers = page.headers_mut();
