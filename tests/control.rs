@@ -328,3 +328,53 @@ fn announce_delay_holds_a_recovered_service_and_the_socket_is_owner_and_group_on
     );
     println!("announce_delay 1s: announced {held:?} after the service recovered");
 }
+
+/// The first request the server sees after `since` requests, and when
+/// (polled every 2 ms, for at most WAIT).
+fn next_request(http: &HealthServer, since: u64) -> Instant {
+    let deadline = Instant::now() + WAIT;
+    while http.requests.load(std::sync::atomic::Ordering::SeqCst) <= since {
+        assert!(Instant::now() < deadline, "no request within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Instant::now()
+}
+
+/// `fast_interval` against the running daemon: with `check_interval: 2s`
+/// and `fall: 3` / `rise: 3`, the second and third rounds of a fall (and
+/// of a rise) come `fast_interval` (100 ms) apart instead of 2 s, so the
+/// route goes ~0.2 s after the first failing check, not 4 s.
+#[test]
+fn fast_interval_speeds_up_rise_and_fall() {
+    let dir = scratch();
+    let http = HealthServer::start();
+    let config = config(dir.path(), &http, "2s", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "    check_interval: 2s\n    routes: [\"198.51.100.1/32\"]",
+        "    check_interval: 2s\n    fast_interval: 100ms\n    rise: 3\n    fall: 3\n    routes: [\"198.51.100.1/32\"]",
+    );
+    assert!(text.contains("fast_interval"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let exabgp = start(dir.path(), &config);
+    wait_line(&exabgp, &announce(R_WEB), None);
+
+    let seen = http.requests.load(std::sync::atomic::Ordering::SeqCst);
+    http.set_healthy(false);
+    let first_failure = next_request(&http, seen);
+    let (_, withdrawn_at) = wait_line(&exabgp, &withdraw(R_WEB), None);
+    let fall = withdrawn_at - first_failure;
+
+    let seen = http.requests.load(std::sync::atomic::Ordering::SeqCst);
+    http.set_healthy(true);
+    let first_success = next_request(&http, seen);
+    let (_, announced_at) = wait_line(&exabgp, &announce(R_WEB), None);
+    let rise = announced_at - first_success;
+    println!("fast_interval 100ms, check_interval 2s: fall 3 took {fall:?}, rise 3 took {rise:?}");
+    // Two more rounds at 100 ms: ~0.2 s; at check_interval it would be 4 s.
+    for (what, took) in [("fall", fall), ("rise", rise)] {
+        assert!(
+            took >= Duration::from_millis(150) && took <= Duration::from_millis(1500),
+            "{what} of 3 rounds took {took:?} after its first round"
+        );
+    }
+}
