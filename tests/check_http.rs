@@ -1,8 +1,9 @@
 //! `http_2xx` end to end against HTTP/1.1 servers written here, on
 //! loopback: fresh connection per attempt by default (a listener that stops
 //! accepting fails the check while an old keep-alive connection still
-//! works), `keepalive: true`, `expect_status`, `expect_body(_regex)`, and
-//! https with `server_name` + `ca_file` (certificates made here with rcgen).
+//! works), `keepalive: true`, `expect_status`, `expect_body(_regex)`,
+//! https with `server_name` + `ca_file` (certificates made here with rcgen),
+//! and HTTP/2 over TLS against an h2-only hyper server.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -462,4 +463,99 @@ fn bad_ca_file_is_a_build_error() {
         err.to_string().contains("holds no PEM certificate"),
         "{err}"
     );
+}
+
+/// An HTTP/2-only TLS server (ALPN `h2` and nothing else) answering
+/// `status` to every request; counts connections, and the protocol each
+/// negotiated.
+struct H2Server {
+    addr: SocketAddr,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    alpn: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl H2Server {
+    async fn start(tls: Arc<rustls::ServerConfig>) -> H2Server {
+        use http_body_util::Full;
+        use hyper::body::Bytes;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let alpn = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let (answer, protocols) = (status.clone(), alpn.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, answer, protocols) =
+                    (acceptor.clone(), answer.clone(), protocols.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                    protocols.lock().unwrap().push(negotiated);
+                    let service = hyper::service::service_fn(move |_request| {
+                        let code = answer.load(Ordering::SeqCst);
+                        async move {
+                            hyper::Response::builder()
+                                .status(code)
+                                .body(Full::new(Bytes::from_static(b"ok")))
+                        }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        H2Server {
+            addr,
+            status,
+            alpn,
+            task,
+        }
+    }
+}
+
+impl Drop for H2Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// HTTP/2 over TLS: a server that speaks only h2 is checked like any
+/// other (the check offers h2 and http/1.1 in ALPN), on a fresh connection
+/// per attempt, and a 503 over h2 fails with the status in the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_over_http2_only_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, pem) = tls_for("health.test");
+    let mut tls = Arc::unwrap_or_clone(tls);
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let server = H2Server::start(Arc::new(tls)).await;
+    let url = format!("https://{}/health", server.addr);
+    let check = http_check(&format!(
+        "url: \"{url}\", server_name: health.test, ca_file: \"{}\"",
+        ca.display()
+    ));
+    for _ in 0..3 {
+        attempt(&*check).await.expect("200 over h2");
+    }
+    let protocols = server.alpn.lock().unwrap().clone();
+    assert_eq!(
+        protocols,
+        vec![Some(b"h2".to_vec()); 3],
+        "three connections, each negotiating h2"
+    );
+    server.status.store(503, Ordering::SeqCst);
+    let reason = attempt(&*check).await.expect_err("503 over h2");
+    assert!(reason.contains("expected status 2xx, got 503"), "{reason}");
 }
