@@ -196,6 +196,8 @@ impl Listen {
 /// A receiving socket and its buffer.
 struct Receiver {
     listen: Listen,
+    /// Some peer's session uses this family and port.
+    wanted: bool,
     socket: Option<UdpSocket>,
     /// The last error opening it, logged once per change.
     error: Option<String>,
@@ -230,8 +232,9 @@ impl Receiver {
         socket.try_io(Interest::READABLE, || recv_with_ttl(socket, buffer))
     }
 
+    /// Opens the socket if it is wanted and not open yet.
     fn open(&mut self) {
-        if self.socket.is_some() {
+        if !self.wanted || self.socket.is_some() {
             return;
         }
         match open_receiver(self.listen) {
@@ -682,34 +685,21 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
             .collect(),
     };
     let drops = Drops::new();
-    let mut receivers: Vec<Receiver> = Listen::ALL
-        .into_iter()
-        .filter(|l| peers.iter().any(|p| Listen::of(p) == *l))
-        .map(|listen| Receiver {
-            listen,
-            socket: None,
-            error: None,
-            buffer: [0; 128],
-        })
-        .collect();
-    receivers.resize_with(4, || Receiver {
-        listen: Listen::ALL[0],
+    // One per family and port; only those some peer uses are opened.
+    let [mut r0, mut r1, mut r2, mut r3] = Listen::ALL.map(|listen| Receiver {
+        listen,
+        wanted: peers.iter().any(|p| Listen::of(p) == listen),
         socket: None,
-        error: Some("unused".into()),
+        error: None,
         buffer: [0; 128],
     });
     let mut reopen_at = start;
-    let [r0, r1, r2, r3] = &mut receivers[..] else {
-        return;
-    };
 
     loop {
         let now = Instant::now();
         if now >= reopen_at {
-            for r in [&mut *r0, &mut *r1, &mut *r2, &mut *r3] {
-                if r.error.as_deref() != Some("unused") {
-                    r.open();
-                }
+            for r in [&mut r0, &mut r1, &mut r2, &mut r3] {
+                r.open();
             }
             reopen_at = now + REOPEN_EVERY;
         }
@@ -738,7 +728,7 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
             r = r3.recv() => (3, r),
         };
         let (index, result) = received;
-        let receiver = [&mut *r0, &mut *r1, &mut *r2, &mut *r3]
+        let receiver = [&mut r0, &mut r1, &mut r2, &mut r3]
             .into_iter()
             .nth(index)
             .expect("one of four");
