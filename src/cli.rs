@@ -100,7 +100,8 @@ pub enum Command {
     /// metrics.address of the configuration file unless --url is given, and
     /// prints each service's state and checks (verdict, duration, reason),
     /// then each route: desired (up, degraded or draining) or not, and which
-    /// backends announce it.
+    /// backends announce it, then (native backend) each peer's BGP and BFD
+    /// sessions. The same listener serves a status page for a browser at /.
     /// Exit 2 when the daemon cannot be reached.
     Status {
         /// Where the daemon serves its status, http://HOST:PORT[/PATH] (path
