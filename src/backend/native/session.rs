@@ -135,8 +135,9 @@ pub enum Event {
     /// (Cease, subcode 10 "BFD Down", RFC 9384) and open none until
     /// [`Event::BfdUp`].
     BfdDown(String),
-    /// A new BFD session waits for the peer's first answer: hold the
-    /// session down as [`Event::BfdDown`] does, quietly (not a fault).
+    /// A new BFD session waits for the peer's first answer: keep the
+    /// session from coming up as [`Event::BfdDown`] does, quietly (not a
+    /// fault); an Established session is left alone.
     BfdWaiting,
     /// BFD is Up again, or no longer has a say (the peer stopped
     /// answering it): connect at once.
@@ -565,7 +566,10 @@ impl Session {
                 }
             }
             Event::BfdWaiting => {
-                if self.held.is_none() && !self.stopping {
+                // Waiting keeps new connections from starting; an
+                // Established session (the BFD side restarted under it)
+                // stays until BFD says the path is down.
+                if self.held.is_none() && !self.stopping && self.established().is_none() {
                     self.hold(
                         "waiting for the BFD session to come up".into(),
                         false,

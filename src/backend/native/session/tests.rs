@@ -995,3 +995,20 @@ fn bfd_up_without_a_hold_is_a_no_op() {
     let (mut s, _) = established(65001, 65002, &["192.0.2.10/32"]);
     assert!(s.handle(Event::BfdUp).is_empty());
 }
+
+/// A BFD session that starts over (its thread restarted) waits for the
+/// peer's first answer: an Established BGP session is not torn down for
+/// that, only a BFD down does.
+#[test]
+fn bfd_waiting_leaves_an_established_session_alone() {
+    let (mut s, _) = established(65001, 65002, &["192.0.2.10/32"]);
+    let a = s.handle(Event::BfdWaiting);
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::HeldByBfd { .. } | Action::Close(_))),
+        "{a:?}"
+    );
+    assert_eq!(s.state(), State::Established);
+    let a = s.handle(Event::BfdDown("control detection time expired".into()));
+    assert!(a.contains(&Action::Close(OUT)), "{a:?}");
+}
