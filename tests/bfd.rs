@@ -960,6 +960,20 @@ protocol bgp r1 {{
             peer["bgp"],
             self.anycastd_bfd_changes(&metrics),
         );
+        // The status page's peers table says the same (issue 15).
+        let page = in_netns(&self.nets.a(), || http_get(METRICS, "/")).unwrap_or_default();
+        let peers = page
+            .find("<section id=\"peers\">")
+            .map(|at| &page[at..])
+            .unwrap_or_default();
+        assert!(
+            peers.contains(&format!("<code>{}</code>", self.remote))
+                && peers.contains(">established</span>")
+                && peers
+                    .contains(">up</span> <span class=\"mute\">tx 100 ms, detection 300 ms</span>")
+                && peers.contains("<td>1 route</td>"),
+            "the status page's peers table ({when}): {peers}"
+        );
     }
 
     /// anycastd's `/metrics`, fetched from inside namespace A; `None` under

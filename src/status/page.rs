@@ -382,7 +382,8 @@ fn peers(out: &mut String, report: &StatusReport) {
             .announced
             .get(&format!("native {name}"))
             .map_or(0, |r| r.len());
-        let _ = write!(out, "</td><td>{holds} routes</td></tr>");
+        let plural = if holds == 1 { "" } else { "s" };
+        let _ = write!(out, "</td><td>{holds} route{plural}</td></tr>");
     }
     out.push_str("</tbody></table></div></section>");
 }
