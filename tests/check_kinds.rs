@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
@@ -19,29 +18,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use common::*;
-
-const HEADER: &str = "announcer: {backend: exabgp, routes: [192.0.2.1/32]}\nservices:\n  - name: s\n    check_interval: 1s\n    checks:\n";
-
-type Rows = BTreeMap<String, (String, String)>;
-
-/// Runs `anycastd check` over `checks` (YAML list items): exit code, rows
-/// (check name → (verdict, reason)) and the whole table.
-fn run_checks(dir: &tempfile::TempDir, checks: &str) -> (i32, Rows, String) {
-    let file = dir.path().join("checks.yaml");
-    std::fs::write(&file, format!("{HEADER}{checks}")).unwrap();
-    check_rows(&file)
-}
-
-fn assert_row(rows: &Rows, text: &str, name: &str, verdict: &str, reason: &str) {
-    let (got_verdict, got_reason) = rows
-        .get(name)
-        .unwrap_or_else(|| panic!("no row {name} in\n{text}"));
-    assert_eq!(got_verdict, verdict, "{name}:\n{text}");
-    assert!(
-        got_reason.contains(reason),
-        "{name}: reason {got_reason:?} lacks {reason:?}\n{text}"
-    );
-}
 
 /// A TCP listener on 127.0.0.1 whose connections are each served by
 /// `serve` on a thread of their own; it stops accepting when dropped.
@@ -270,37 +246,7 @@ fn tls_server(cert: &str, key: &str) -> u16 {
         .collect::<Result<_, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let config = config.clone();
-            thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut conn = rustls::ServerConnection::new(config).unwrap();
-                while conn.is_handshaking() {
-                    if conn.complete_io(&mut stream).is_err() {
-                        return;
-                    }
-                }
-                conn.send_close_notify();
-                let _ = conn.complete_io(&mut stream);
-                let _ = stream.flush();
-            });
-        }
-    });
-    port
+    tls_handshake_server(chain, key).port()
 }
 
 #[test]
@@ -338,48 +284,11 @@ fn tls_certificate_accepts_an_openssl_self_signed_certificate() {
     }
 }
 
-/// Waits until a UDP server answers anything on `port` (bounded).
-fn wait_for_udp(port: u16, probe: &[u8]) {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut buf = [0u8; 1500];
-    wait_until(Duration::from_secs(10), "the server to answer", || {
-        let _ = socket.send_to(probe, ("127.0.0.1", port));
-        socket.recv_from(&mut buf).is_ok()
-    });
-}
-
 #[test]
 fn dns_lookup_options_against_dnsmasq() {
-    require(&[("dnsmasq", "dnsmasq")]);
     let dir = scratch();
     let port = free_udp_port();
-    let port_arg = port.to_string();
-    let _dnsmasq = spawn_server(
-        "dnsmasq",
-        "dnsmasq",
-        &[
-            "-k",
-            "--no-resolv",
-            "--no-hosts",
-            "--pid-file=",
-            "-u",
-            "root",
-            "--port",
-            &port_arg,
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--local=/test/",
-            "--address=/name.test/127.0.0.9",
-            "--address=/v6.test/2001:db8::9",
-        ],
-    );
-    wait_for_udp(
-        port,
-        b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",
-    );
+    let _dnsmasq = spawn_dnsmasq(port, &[]);
     let check = |name: &str, query: &str, extra: &str| {
         format!(
             "      - {{kind: dns_lookup, name: {name}, spec: {{query: {query}, resolver: \"127.0.0.1:{port}\"{extra}, tries: 1, interval: 100ms, timeout: 1s}}}}\n"

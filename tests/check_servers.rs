@@ -8,83 +8,11 @@ use std::time::Duration;
 
 use common::*;
 
-const HEADER: &str = "announcer: {backend: exabgp, routes: [192.0.2.1/32]}\nservices:\n  - name: s\n    check_interval: 1s\n    checks:\n";
-
-/// Runs `anycastd check` over `checks` (YAML list items) and returns the rows.
-fn run_checks(
-    dir: &tempfile::TempDir,
-    checks: &str,
-) -> (
-    i32,
-    std::collections::BTreeMap<String, (String, String)>,
-    String,
-) {
-    let file = dir.path().join("checks.yaml");
-    std::fs::write(&file, format!("{HEADER}{checks}")).unwrap();
-    check_rows(&file)
-}
-
-fn assert_row(
-    rows: &std::collections::BTreeMap<String, (String, String)>,
-    text: &str,
-    name: &str,
-    verdict: &str,
-    reason: &str,
-) {
-    let (got_verdict, got_reason) = rows
-        .get(name)
-        .unwrap_or_else(|| panic!("no row {name} in\n{text}"));
-    assert_eq!(got_verdict, verdict, "{name}:\n{text}");
-    assert!(
-        got_reason.contains(reason),
-        "{name}: reason {got_reason:?} lacks {reason:?}\n{text}"
-    );
-}
-
-/// Waits until a UDP server answers anything on `port` (bounded).
-fn wait_for_udp(port: u16, probe: &[u8]) {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut buf = [0u8; 1500];
-    wait_until(Duration::from_secs(10), "the server to answer", || {
-        let _ = socket.send_to(probe, ("127.0.0.1", port));
-        socket.recv_from(&mut buf).is_ok()
-    });
-}
-
 #[test]
 fn dns_lookup_against_dnsmasq() {
-    require(&[("dnsmasq", "dnsmasq")]);
     let dir = scratch();
     let port = free_udp_port();
-    let port_arg = port.to_string();
-    let _dnsmasq = spawn_server(
-        "dnsmasq",
-        "dnsmasq",
-        &[
-            "-k",
-            "--no-resolv",
-            "--no-hosts",
-            "--pid-file=",
-            "-u",
-            "root",
-            "--port",
-            &port_arg,
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--local=/test/",
-            "--address=/name.test/127.0.0.9",
-            "--address=/v6.test/2001:db8::9",
-            "--txt-record=empty.test,nothing",
-        ],
-    );
-    // A query for "." with no recursion: any answer means dnsmasq is up.
-    wait_for_udp(
-        port,
-        b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",
-    );
+    let _dnsmasq = spawn_dnsmasq(port, &["--txt-record=empty.test,nothing"]);
     let down = free_udp_port();
     let check = |name: &str, query: &str, port: u16| {
         format!(
@@ -292,7 +220,7 @@ fn ntp_metrics_are_exported() {
     std::fs::write(
         &config,
         format!(
-            "{HEADER}      - {{kind: ntpq, spec: {{server: \"127.0.0.1:{port}\", src_addr: 127.0.0.1, tries: 1, offset_threshold: 125ms, interval: 100ms, timeout: 1s}}}}\nmetrics: {{enabled: true, address: \"127.0.0.1:{metrics_port}\"}}\n"
+            "{CHECKS_HEADER}      - {{kind: ntpq, spec: {{server: \"127.0.0.1:{port}\", src_addr: 127.0.0.1, tries: 1, offset_threshold: 125ms, interval: 100ms, timeout: 1s}}}}\nmetrics: {{enabled: true, address: \"127.0.0.1:{metrics_port}\"}}\n"
         ),
     )
     .unwrap();

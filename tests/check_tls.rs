@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use rcgen::{
@@ -248,37 +245,7 @@ fn local_files_pass_and_fail_with_reasons() {
 /// A TLS server on 127.0.0.1 presenting `chain`; it lives as long as the test.
 fn tls_server(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> SocketAddr {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let config = config.clone();
-            thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut conn = rustls::ServerConnection::new(config).unwrap();
-                while conn.is_handshaking() {
-                    if conn.complete_io(&mut stream).is_err() {
-                        return;
-                    }
-                }
-                conn.send_close_notify();
-                let _ = conn.complete_io(&mut stream);
-                let _ = stream.flush();
-            });
-        }
-    });
-    addr
+    tls_handshake_server(chain, key)
 }
 
 #[test]

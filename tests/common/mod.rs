@@ -560,6 +560,116 @@ pub fn check_rows(
     (out.status.code().unwrap_or(-1), rows, text)
 }
 
+/// `anycastd check`'s rows: check name → (verdict, reason).
+pub type Rows = std::collections::BTreeMap<String, (String, String)>;
+
+/// A config with one service, `s`, whose checks follow (YAML list items).
+pub const CHECKS_HEADER: &str = "announcer: {backend: exabgp, routes: [192.0.2.1/32]}\nservices:\n  - name: s\n    check_interval: 1s\n    checks:\n";
+
+/// Runs `anycastd check` over `checks` (YAML list items under
+/// [`CHECKS_HEADER`]): exit code, rows and the whole table.
+pub fn run_checks(dir: &tempfile::TempDir, checks: &str) -> (i32, Rows, String) {
+    let file = dir.path().join("checks.yaml");
+    std::fs::write(&file, format!("{CHECKS_HEADER}{checks}")).unwrap();
+    check_rows(&file)
+}
+
+/// Asserts row `name` has `verdict` and a reason containing `reason`.
+pub fn assert_row(rows: &Rows, text: &str, name: &str, verdict: &str, reason: &str) {
+    let (got_verdict, got_reason) = rows
+        .get(name)
+        .unwrap_or_else(|| panic!("no row {name} in\n{text}"));
+    assert_eq!(got_verdict, verdict, "{name}:\n{text}");
+    assert!(
+        got_reason.contains(reason),
+        "{name}: reason {got_reason:?} lacks {reason:?}\n{text}"
+    );
+}
+
+/// Waits until a UDP server answers anything on `port` (bounded).
+pub fn wait_for_udp(port: u16, probe: &[u8]) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    wait_until(Duration::from_secs(10), "the server to answer", || {
+        let _ = socket.send_to(probe, ("127.0.0.1", port));
+        socket.recv_from(&mut buf).is_ok()
+    });
+}
+
+/// dnsmasq on 127.0.0.1:`port`, authoritative for `.test` with
+/// name.test → 127.0.0.9 and v6.test → 2001:db8::9 (plus `extra`
+/// options), no upstream and no /etc/hosts; returns once it answers.
+pub fn spawn_dnsmasq(port: u16, extra: &[&str]) -> Daemon {
+    require(&[("dnsmasq", "dnsmasq")]);
+    let port_arg = port.to_string();
+    let mut args = vec![
+        "-k",
+        "--no-resolv",
+        "--no-hosts",
+        "--pid-file=",
+        "-u",
+        "root",
+        "--port",
+        &port_arg,
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--local=/test/",
+        "--address=/name.test/127.0.0.9",
+        "--address=/v6.test/2001:db8::9",
+    ];
+    args.extend_from_slice(extra);
+    let dnsmasq = spawn_server("dnsmasq", "dnsmasq", &args);
+    // A query for "." with no recursion: any answer means dnsmasq is up.
+    wait_for_udp(
+        port,
+        b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",
+    );
+    dnsmasq
+}
+
+/// A TLS server on 127.0.0.1 that presents `chain` (signed by `key`),
+/// completes each handshake, sends close_notify and hangs up: what a
+/// `tls_certificate` check of a remote certificate needs.
+pub fn tls_handshake_server(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> SocketAddr {
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let config = config.clone();
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut conn = rustls::ServerConnection::new(config).unwrap();
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut stream).is_err() {
+                        return;
+                    }
+                }
+                conn.send_close_notify();
+                let _ = conn.complete_io(&mut stream);
+                let _ = stream.flush();
+            });
+        }
+    });
+    addr
+}
+
 /// Starts a foreground server process, killed when the guard drops.
 pub fn spawn_server(name: &'static str, program: &str, args: &[&str]) -> Daemon {
     let child = Command::new(program)
