@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,10 +73,7 @@ fn run(program: &str, args: &[&str]) {
 }
 
 /// BIRD in the namespace, as anycastd's peer; stopped on drop.
-struct NsBird {
-    socket: PathBuf,
-    pid: i32,
-}
+struct NsBird(Bird);
 
 impl NsBird {
     fn start(ns: &Netns, dir: &Path) -> NsBird {
@@ -98,46 +95,11 @@ protocol bgp anycastd {{
 "#,
             log = dir.join("bird.log").display()
         );
-        let conf = dir.join("bird.conf");
-        std::fs::write(&conf, config).unwrap();
-        let socket = dir.join("bird.ctl");
-        let pid_file = dir.join("bird.pid");
-        let status = ns
-            .exec("bird")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(&socket)
-            .arg("-P")
-            .arg(&pid_file)
-            .status()
-            .expect("start bird");
-        assert!(status.success(), "bird refused its config");
-        let mut pid = None;
-        wait_until(Duration::from_secs(10), "BIRD's pid file", || {
-            pid = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|p| p.trim().parse().ok());
-            pid.is_some()
-        });
-        let bird = NsBird {
-            socket,
-            pid: pid.unwrap(),
-        };
-        wait_until(Duration::from_secs(10), "BIRD's control socket", || {
-            bird.birdc(&["show", "status"]).contains("Daemon is up")
-        });
-        bird
+        NsBird(Bird::start_in(Some(&ns.name), dir, &config))
     }
 
     fn birdc(&self, args: &[&str]) -> String {
-        let out = Command::new("birdc")
-            .arg("-s")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run birdc");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.0.birdc(&args.join(" "))
     }
 
     fn has_route(&self) -> bool {
@@ -160,16 +122,6 @@ protocol bgp anycastd {{
                 "the route is still in BIRD 15 s later"
             );
             std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for NsBird {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && Path::new(&format!("/proc/{}", self.pid)).exists() {
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

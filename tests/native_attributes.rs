@@ -177,12 +177,6 @@ fn control(dir: &Path, config: &Path, command: &str) -> bool {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// BIRD's `show protocols anycastd` line (with the time of its last state change).
 fn protocol_line(bird: &Bird) -> String {
     bird.birdc("show protocols anycastd")

@@ -247,11 +247,25 @@ pub struct Bird {
 
 impl Bird {
     pub fn start(dir: &Path, config: &str) -> Bird {
+        Bird::start_in(None, dir, config)
+    }
+
+    /// BIRD in network namespace `netns` (`ip netns exec`), if given; its
+    /// control socket and pid file stay in `dir`, reachable from here.
+    pub fn start_in(netns: Option<&str>, dir: &Path, config: &str) -> Bird {
         let conf = dir.join("bird.conf");
         std::fs::write(&conf, config).unwrap();
         let socket = dir.join("bird.ctl");
         let pid_file = dir.join("bird.pid");
-        let status = Command::new("bird")
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "bird"]);
+                c
+            }
+            None => Command::new("bird"),
+        };
+        let status = command
             .arg("-c")
             .arg(&conf)
             .arg("-s")
@@ -668,6 +682,40 @@ pub fn tls_handshake_server(
         }
     });
     addr
+}
+
+/// Output of a command (stdout then stderr) and whether it succeeded;
+/// killed if it takes longer than `timeout`.
+pub fn output_within(mut command: Command, timeout: Duration) -> (bool, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            // Polled often: callers time routers to the millisecond.
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            _ => {
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let out = child.wait_with_output().expect("collect output");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The last `lines` lines of a (log) file; empty if it cannot be read.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Starts a foreground server process, killed when the guard drops.
