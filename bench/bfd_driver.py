@@ -39,9 +39,11 @@ from driver import (
     install_signal_exit,
     parse_dump,
     percentile,
+    proc_cpu_ticks,
     stats,
+    thread_ticks,
 )
-from native_driver import Ctl
+from native_driver import Bird
 
 LOCAL_ASN = 65001  # anycastd
 REMOTE_ASN = 65002  # BIRD R
@@ -140,25 +142,6 @@ def bfd_snapshot(url, remote):
     }
 
 
-def proc_ticks(path):
-    with open(path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def thread_ticks(pid):
-    """{thread name: utime+stime ticks}, threads of the same name summed."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            out[name] = out.get(name, 0) + proc_ticks(f"/proc/{pid}/task/{tid}/stat")
-        except OSError:
-            pass  # the thread ended meanwhile
-    return out
-
-
 def memory_kib(pid):
     values = {}
     with open(f"/proc/{pid}/status") as f:
@@ -176,58 +159,6 @@ def machine_ticks():
 
 
 # -------------------------------------------------------------------- run
-
-
-class BirdR:
-    """BIRD in the foreground in namespace R, our child."""
-
-    def __init__(self, ns, workdir, config):
-        os.makedirs(workdir, exist_ok=True)
-        self.conf = os.path.join(workdir, "bird.conf")
-        self.socket = os.path.join(workdir, "bird.ctl")
-        self.log = os.path.join(workdir, "bird.log")
-        with open(self.conf, "w") as f:
-            f.write(f'log "{self.log}" all;\ntimeformat log iso long us;\ntimeformat protocol iso long ms;\n'
-                    + config)
-        for path in (self.socket, self.log):
-            if os.path.exists(path):
-                os.unlink(path)
-        self.stderr = open(os.path.join(workdir, "bird.stderr"), "wb")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "bird", "-f", "-c", self.conf, "-s", self.socket,
-             "-P", os.path.join(workdir, "bird.pid")],
-            stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
-            env=dict(os.environ, TZ="UTC"), preexec_fn=die_with_parent,
-        )
-        self.ctl = None
-        deadline = time.monotonic() + 10
-        while self.ctl is None:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"bfd bench: BIRD exited; see {self.stderr.name}")
-            try:
-                ctl = Ctl(self.socket)
-                if "Daemon is up" in ctl.cmd("show status"):
-                    self.ctl = ctl
-                else:
-                    ctl.close()
-            except OSError:
-                pass
-            if self.ctl is None:
-                if time.monotonic() > deadline:
-                    raise SystemExit("bfd bench: BIRD did not come up within 10 s")
-                time.sleep(0.05)
-
-    def stop(self):
-        if self.ctl:
-            self.ctl.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
 
 
 def bird_config(args):
@@ -305,7 +236,8 @@ def cmd_run(args):
     fail = result["failures"].append
     http_get(f"http://{args.server}/control/reset")
 
-    bird = BirdR(args.ns_r, os.path.join(work, "bird"), bird_config(args))
+    bird = Bird(os.path.join(work, "bird"), bird_config(args), netns=args.ns_r,
+                header="timeformat protocol iso long ms;\n")
     sniffer = sniff_log = None
     packets_path = os.path.join(work, "bfd-packets.txt")
     if args.sniff:
@@ -361,11 +293,11 @@ def cmd_run(args):
         start_bgp = bgp_status(bird.ctl)
         t0_wall_ns = time.time_ns()
         t0 = time.monotonic()
-        cpu0 = proc_ticks(f"/proc/{daemon.pid}/stat")
+        cpu0 = proc_cpu_ticks(daemon.pid)
         threads0 = thread_ticks(daemon.pid)
         count0 = int(http_get(f"http://{args.server}/control/count"))
         machine0 = machine_ticks()
-        bird_cpu0 = proc_ticks(f"/proc/{bird.proc.pid}/stat")
+        bird_cpu0 = proc_cpu_ticks(bird.proc.pid)
 
         polls = not_up = 0
         since_seen = {start_rows[0]["since"]}
@@ -401,11 +333,11 @@ def cmd_run(args):
             next_poll += args.poll_s
             time.sleep(max(0.0, min(next_poll, end) - time.monotonic()))
         window = time.monotonic() - t0
-        cpu1 = proc_ticks(f"/proc/{daemon.pid}/stat") if daemon.poll() is None else cpu0
+        cpu1 = proc_cpu_ticks(daemon.pid) if daemon.poll() is None else cpu0
         threads1 = thread_ticks(daemon.pid) if daemon.poll() is None else threads0
         count1 = int(http_get(f"http://{args.server}/control/count"))
         machine1 = machine_ticks()
-        bird_cpu1 = proc_ticks(f"/proc/{bird.proc.pid}/stat")
+        bird_cpu1 = proc_cpu_ticks(bird.proc.pid)
         t1_wall_ns = time.time_ns()
         end_rows = bfd_sessions(bird.ctl)
         end_bgp = bgp_status(bird.ctl)

@@ -486,6 +486,22 @@ def proc_cpu_ticks(pid):
         return None
 
 
+def thread_ticks(pid):
+    """utime+stime per thread name of `pid` (threads of one name summed);
+    threads that end meanwhile are skipped."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        ticks = proc_cpu_ticks(f"{pid}/task/{tid}")
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if ticks is not None:
+            out[name] = out.get(name, 0) + ticks
+    return out
+
+
 def machine_cpu_ticks():
     """(busy, total) jiffies over all CPUs, from /proc/stat's first line."""
     with open("/proc/stat") as f:

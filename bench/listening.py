@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+from driver import thread_ticks
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -26,21 +28,6 @@ def cpu_ticks(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is state (field 3); utime and stime are fields 14 and 15.
     return int(fields[11]) + int(fields[12])
-
-
-def thread_ticks(pid):
-    """utime+stime per thread name (threads of one name summed)."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
-    return out
 
 
 def rss_kib(pid):

@@ -97,23 +97,25 @@ class Ctl:
 
 
 class Bird:
-    """One BIRD in the foreground (-f) as our child, in its own directory."""
+    """One BIRD in the foreground (-f) as our child, in its own directory;
+    in network namespace `netns` if given (its socket stays reachable)."""
 
-    def __init__(self, workdir, config):
+    def __init__(self, workdir, config, netns=None, header=""):
         os.makedirs(workdir, exist_ok=True)
         self.dir = workdir
         self.conf = os.path.join(workdir, "bird.conf")
         self.socket = os.path.join(workdir, "bird.ctl")
         self.log = os.path.join(workdir, "bird.log")
         with open(self.conf, "w") as f:
-            f.write(f'log "{self.log}" all;\ntimeformat log iso long us;\n' + config)
+            f.write(f'log "{self.log}" all;\ntimeformat log iso long us;\n' + header + config)
         for path in (self.socket, self.log):
             if os.path.exists(path):
                 os.unlink(path)
         self.stderr = open(os.path.join(workdir, "bird.stderr"), "wb")
         env = dict(os.environ, TZ="UTC")
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            ["bird", "-f", "-c", self.conf, "-s", self.socket, "-P", os.path.join(workdir, "bird.pid")],
+            prefix + ["bird", "-f", "-c", self.conf, "-s", self.socket, "-P", os.path.join(workdir, "bird.pid")],
             stdin=subprocess.DEVNULL,
             stdout=self.stderr,
             stderr=self.stderr,
