@@ -578,14 +578,62 @@ fn open_sender(peer: &BfdPeer) -> std::io::Result<StdUdpSocket> {
 /// Received datagrams handled per wakeup at most.
 const RECEIVE_BATCH: usize = 64;
 
-/// Which session a packet is for.
-struct Routing {
+/// Why a received datagram was dropped (the metric's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    Malformed,
+    Authentication,
+    Ttl,
+    UnknownPeer,
+}
+
+/// Which session a received datagram is for, decided with no I/O: the
+/// checks of RFC 5881 §5 and RFC 5880 §6.8.6 that need the socket's view
+/// (TTL, source), then the session by Your Discriminator, else by source.
+struct Demux {
     by_discriminator: HashMap<u32, usize>,
-    by_source: HashMap<(IpAddr, bool), usize>,
+    /// Each session's peer address and whether it is multihop, by index.
+    peers: Vec<(IpAddr, bool)>,
+}
+
+impl Demux {
+    fn route(
+        &self,
+        multihop: bool,
+        got: &Received,
+        datagram: &[u8],
+    ) -> Result<(usize, ControlPacket), Dropped> {
+        if got.truncated {
+            return Err(Dropped::Malformed);
+        }
+        // RFC 5881 §5: single-hop packets must arrive with TTL 255, so no
+        // packet from further away passes as the neighbour's.
+        if !multihop && got.ttl != Some(255) {
+            return Err(Dropped::Ttl);
+        }
+        let packet = ControlPacket::decode(datagram).map_err(|e| match e {
+            DecodeError::Authenticated => Dropped::Authentication,
+            _ => Dropped::Malformed,
+        })?;
+        let source = (got.from.ip(), multihop);
+        let index = if packet.your_discriminator != 0 {
+            self.by_discriminator
+                .get(&packet.your_discriminator)
+                .copied()
+        } else {
+            self.peers.iter().position(|peer| *peer == source)
+        };
+        // The discriminator must also belong to the peer it came from.
+        match index {
+            Some(i) if self.peers[i] == source => Ok((i, packet)),
+            _ => Err(Dropped::UnknownPeer),
+        }
+    }
 }
 
 /// The drop counters, looked up once: a flood costs an increment per
-/// packet, not a registry lookup.
+/// packet, not a registry lookup. Drops are counted, never logged: a flood
+/// must not turn into a flood of log lines.
 struct Drops {
     malformed: metrics::BfdDropCounter,
     authentication: metrics::BfdDropCounter,
@@ -602,46 +650,16 @@ impl Drops {
             unknown_peer: metrics::bfd_drop_counter("unknown_peer"),
         }
     }
-}
 
-/// One received datagram: the checks of RFC 5881 §5 and 5880 §6.8.6, then
-/// its session. Drops are counted, never logged: a flood must not turn
-/// into a flood of log lines.
-fn dispatch(
-    listen: Listen,
-    got: &Received,
-    datagram: &[u8],
-    sessions: &mut [Live],
-    routing: &Routing,
-    drops: &Drops,
-) {
-    if got.truncated {
-        return drops.malformed.increment(1);
+    fn count(&self, why: Dropped) {
+        match why {
+            Dropped::Malformed => &self.malformed,
+            Dropped::Authentication => &self.authentication,
+            Dropped::Ttl => &self.ttl,
+            Dropped::UnknownPeer => &self.unknown_peer,
+        }
+        .increment(1);
     }
-    // RFC 5881 §5: single-hop packets must arrive with TTL 255, so no
-    // packet from further away passes as the neighbour's.
-    if !listen.multihop && got.ttl != Some(255) {
-        return drops.ttl.increment(1);
-    }
-    let packet = match ControlPacket::decode(datagram) {
-        Ok(packet) => packet,
-        Err(DecodeError::Authenticated) => return drops.authentication.increment(1),
-        Err(_) => return drops.malformed.increment(1),
-    };
-    let index = if packet.your_discriminator != 0 {
-        routing.by_discriminator.get(&packet.your_discriminator)
-    } else {
-        routing.by_source.get(&(got.from.ip(), listen.multihop))
-    };
-    // The discriminator must also belong to the peer it came from.
-    let Some(live) = index
-        .map(|i| &mut sessions[*i])
-        .filter(|live| live.peer.remote == got.from.ip() && live.peer.multihop == listen.multihop)
-    else {
-        return drops.unknown_peer.increment(1);
-    };
-    let outputs = live.session.on_packet(&packet, Instant::now());
-    live.carry_out(outputs);
 }
 
 async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
@@ -676,13 +694,9 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
         live.publish(0, 0);
         sessions.push(live);
     }
-    let routing = Routing {
+    let demux = Demux {
         by_discriminator,
-        by_source: peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.remote, p.multihop), i))
-            .collect(),
+        peers: peers.iter().map(|p| (p.remote, p.multihop)).collect(),
     };
     let drops = Drops::new();
     // One per family and port; only those some peer uses are opened.
@@ -744,14 +758,14 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
         // come first at the next turn.
         for _ in 0..RECEIVE_BATCH {
             let datagram = &receiver.buffer[..got.len];
-            dispatch(
-                receiver.listen,
-                &got,
-                datagram,
-                &mut sessions,
-                &routing,
-                &drops,
-            );
+            match demux.route(receiver.listen.multihop, &got, datagram) {
+                Ok((i, packet)) => {
+                    let live = &mut sessions[i];
+                    let outputs = live.session.on_packet(&packet, Instant::now());
+                    live.carry_out(outputs);
+                }
+                Err(why) => drops.count(why),
+            }
             match receiver.try_recv() {
                 Ok(next) => got = next,
                 Err(_) => break,
@@ -772,6 +786,93 @@ async fn serve(peers: &[BfdPeer], shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn received(from: &str, ttl: Option<u8>) -> Received {
+        Received {
+            len: 24,
+            from: SocketAddr::new(from.parse().unwrap(), 49152),
+            ttl,
+            truncated: false,
+        }
+    }
+
+    fn control(your_discriminator: u32, state: BfdState) -> [u8; 24] {
+        ControlPacket {
+            diag: Diagnostic::None,
+            state,
+            poll: false,
+            final_: false,
+            control_plane_independent: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: 9,
+            your_discriminator,
+            desired_min_tx_us: 100_000,
+            required_min_rx_us: 100_000,
+            required_min_echo_rx_us: 0,
+        }
+        .encode()
+    }
+
+    /// The demultiplexer's decisions, one by one: TTL 255 for single hop
+    /// only, decode errors, Your Discriminator first and it must belong to
+    /// the source, else the source address; a flood of any of these costs
+    /// a counter and no state.
+    #[test]
+    fn datagrams_go_to_their_session_or_are_dropped_with_a_reason() {
+        let demux = Demux {
+            by_discriminator: [(0x1_0001, 0), (0x1_0002, 1)].into(),
+            peers: vec![
+                ("192.0.2.1".parse().unwrap(), false),
+                ("192.0.2.2".parse().unwrap(), true),
+            ],
+        };
+        let up = control(0x1_0001, BfdState::Up);
+        let down = control(0, BfdState::Down);
+        let single = |from, ttl, bytes: &[u8]| demux.route(false, &received(from, ttl), bytes);
+        assert_eq!(single("192.0.2.1", Some(255), &up).map(|r| r.0), Ok(0));
+        assert_eq!(
+            single("192.0.2.1", Some(255), &down).map(|r| r.0),
+            Ok(0),
+            "by source"
+        );
+        assert_eq!(single("192.0.2.1", Some(254), &up), Err(Dropped::Ttl));
+        assert_eq!(single("192.0.2.1", None, &up), Err(Dropped::Ttl));
+        assert_eq!(
+            single("192.0.2.1", Some(255), &up[..20]),
+            Err(Dropped::Malformed)
+        );
+        let mut auth = up.to_vec();
+        auth[1] |= 0x04;
+        auth[3] = 26;
+        auth.extend([1, 2]);
+        assert_eq!(
+            single("192.0.2.1", Some(255), &auth),
+            Err(Dropped::Authentication)
+        );
+        let mut truncated = received("192.0.2.1", Some(255));
+        truncated.truncated = true;
+        assert_eq!(demux.route(false, &truncated, &up), Err(Dropped::Malformed));
+        // Unknown discriminator, unknown source, or a discriminator that
+        // is another peer's.
+        assert_eq!(
+            single("192.0.2.1", Some(255), &control(7, BfdState::Up)),
+            Err(Dropped::UnknownPeer)
+        );
+        assert_eq!(
+            single("192.0.2.9", Some(255), &down),
+            Err(Dropped::UnknownPeer)
+        );
+        assert_eq!(
+            single("192.0.2.2", Some(255), &control(0x1_0001, BfdState::Up)),
+            Err(Dropped::UnknownPeer)
+        );
+        // Multihop: any TTL, but only from a multihop peer.
+        let multi =
+            |from, ttl| demux.route(true, &received(from, ttl), &control(0x1_0002, BfdState::Up));
+        assert_eq!(multi("192.0.2.2", Some(60)).map(|r| r.0), Ok(1));
+        assert_eq!(multi("192.0.2.1", Some(255)), Err(Dropped::UnknownPeer));
+    }
 
     /// A socket on `from` (port 0) sending with TTL / hop limit `ttl`.
     fn sender(from: IpAddr, ttl: u32) -> StdUdpSocket {
