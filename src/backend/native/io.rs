@@ -215,15 +215,12 @@ impl PeerIo {
         let mut bfd_seen = (PathVerdict::Unanswered, 0);
         let initial = desired.borrow_and_update().routes.clone();
         let mut pending: Vec<Event> = vec![Event::Desired(initial)];
-        // Held before the first connection attempt if BFD says so already.
-        if let Some(rx) = &bfd {
-            let view = rx.borrow();
-            bfd_seen = (view.path, view.downs);
-            match view.path {
-                PathVerdict::Down => pending.push(Event::BfdDown(view.down_diag.to_string())),
-                PathVerdict::Waiting => pending.push(Event::BfdWaiting),
-                PathVerdict::Up | PathVerdict::Unanswered => {}
-            }
+        // Held before the first connection attempt if BFD says so already
+        // (a fresh session is not held: Up and Unanswered change nothing).
+        if let Some(rx) = &mut bfd {
+            let view = rx.borrow_and_update();
+            bfd_seen.1 = view.downs;
+            pending.extend(bfd_events(&mut bfd_seen, &view));
         }
         pending.push(Event::Start);
         loop {
@@ -490,36 +487,45 @@ fn slot(side: Side) -> usize {
     }
 }
 
-/// The session's events for the next change of what BFD says of the path,
-/// against what was handed on (`seen`: the verdict, and how many times the
-/// BFD session had left Up); `None` once the BFD side is gone. A Down
-/// that was over before this task looked still takes the BGP session down
-/// (then the current verdict follows). Cancel-safe: `seen` changes only
-/// when events are returned.
+/// What of a BFD view has been handed to the BGP session: its path
+/// verdict, and how many times the BFD session had left Up.
+type BfdSeen = (PathVerdict, u64);
+
+/// The BGP session's events for `view`, against what was handed on
+/// (`seen`, updated); none if nothing changed. A Down that was over before
+/// this task looked (Up again, `downs` grown) still takes the BGP session
+/// down, then the current verdict follows.
+fn bfd_events(seen: &mut BfdSeen, view: &BfdView) -> Vec<Event> {
+    if (view.path, view.downs) == *seen {
+        return Vec::new();
+    }
+    let mut events = Vec::new();
+    if view.downs > seen.1 && view.path != PathVerdict::Down {
+        events.push(Event::BfdDown(view.down_diag.to_string()));
+    }
+    events.push(match view.path {
+        PathVerdict::Down => Event::BfdDown(view.down_diag.to_string()),
+        PathVerdict::Waiting => Event::BfdWaiting,
+        PathVerdict::Up | PathVerdict::Unanswered => Event::BfdUp,
+    });
+    *seen = (view.path, view.downs);
+    events
+}
+
+/// The session's events for the next change of the BFD view; `None` once
+/// the BFD side is gone. Cancel-safe: `seen` changes only when events are
+/// returned.
 async fn bfd_changed(
     bfd: &mut Option<watch::Receiver<BfdView>>,
-    seen: &mut (PathVerdict, u64),
+    seen: &mut BfdSeen,
 ) -> Option<Vec<Event>> {
     let Some(rx) = bfd else {
         return std::future::pending().await;
     };
     loop {
-        {
-            let view = rx.borrow_and_update();
-            if (view.path, view.downs) != *seen {
-                let mut events = Vec::new();
-                let missed_down = view.downs > seen.1 && view.path != PathVerdict::Down;
-                if missed_down {
-                    events.push(Event::BfdDown(view.down_diag.to_string()));
-                }
-                events.push(match view.path {
-                    PathVerdict::Down => Event::BfdDown(view.down_diag.to_string()),
-                    PathVerdict::Waiting => Event::BfdWaiting,
-                    PathVerdict::Up | PathVerdict::Unanswered => Event::BfdUp,
-                });
-                *seen = (view.path, view.downs);
-                return Some(events);
-            }
+        let events = bfd_events(seen, &rx.borrow_and_update());
+        if !events.is_empty() {
+            return Some(events);
         }
         rx.changed().await.ok()?;
     }
@@ -890,5 +896,60 @@ mod tests {
         // iBGP is multihop by nature.
         assert_eq!(ttl_for(&peer(65001, false, None), local_asn), 255);
         assert_eq!(ttl_for(&peer(65001, true, Some(3)), local_asn), 255);
+    }
+
+    fn view(path: PathVerdict, downs: u64) -> BfdView {
+        let mut view = BfdView {
+            state: crate::backend::native::bfd::packet::BfdState::Down,
+            remote_state: crate::backend::native::bfd::packet::BfdState::Down,
+            diag: crate::backend::native::bfd::packet::Diagnostic::None,
+            down_diag: crate::backend::native::bfd::packet::Diagnostic::DetectionTimeExpired,
+            path,
+            multihop: false,
+            tx_interval: None,
+            detection_time: None,
+            changes: 0,
+            downs,
+        };
+        if path == PathVerdict::Up {
+            view.state = crate::backend::native::bfd::packet::BfdState::Up;
+        }
+        view
+    }
+
+    /// What the BGP session is told of each BFD view: nothing twice, a
+    /// Down that was over before the task looked still as a Down first.
+    #[test]
+    fn bfd_views_become_session_events() {
+        let down = || Event::BfdDown("control detection time expired".into());
+        let mut seen = (PathVerdict::Unanswered, 0);
+        assert_eq!(
+            bfd_events(&mut seen, &view(PathVerdict::Waiting, 0)),
+            [Event::BfdWaiting]
+        );
+        assert_eq!(
+            bfd_events(&mut seen, &view(PathVerdict::Up, 0)),
+            [Event::BfdUp]
+        );
+        assert!(
+            bfd_events(&mut seen, &view(PathVerdict::Up, 0)).is_empty(),
+            "no change"
+        );
+        assert_eq!(bfd_events(&mut seen, &view(PathVerdict::Down, 1)), [down()]);
+        assert_eq!(
+            bfd_events(&mut seen, &view(PathVerdict::Up, 1)),
+            [Event::BfdUp]
+        );
+        // Down and Up again between two looks.
+        assert_eq!(
+            bfd_events(&mut seen, &view(PathVerdict::Up, 2)),
+            [down(), Event::BfdUp]
+        );
+        // The peer stops answering: BGP runs without BFD.
+        assert_eq!(
+            bfd_events(&mut seen, &view(PathVerdict::Unanswered, 2)),
+            [Event::BfdUp]
+        );
+        assert_eq!(seen, (PathVerdict::Unanswered, 2));
     }
 }
