@@ -941,6 +941,18 @@ protocol bgp r1 {{
                 && peers.contains("<td>1 route</td>"),
             "the status page's peers table ({when}): {peers}"
         );
+        // And `anycastd status`'s PEER table.
+        let mut status = Netns::exec(&self.nets.a(), &anycastd_bin().display().to_string());
+        status.args(["status", "--url", &format!("http://{METRICS}")]);
+        let (_, table) = output_within(status, Duration::from_secs(10));
+        let row = table
+            .lines()
+            .find(|line| line.contains(&self.remote))
+            .unwrap_or_default();
+        assert!(
+            row.contains("established") && row.contains("up (tx 100ms, detection 300ms)"),
+            "anycastd status's peer row ({when}): {row:?} in\n{table}"
+        );
     }
 
     /// anycastd's `/metrics`, fetched from inside namespace A; `None` under
